@@ -1,0 +1,90 @@
+"""
+Config files and command-line overrides, nanoGPT style, without its failure modes:
+
+    python train.py config/train_shakespeare_char_cpu.py --activation=relu --max_iters=500
+
+Arguments are applied left to right. A config file is Python that assigns known keys; a flag is
+--key=value with the value parsed by ast.literal_eval (a bare word is taken as a string where
+the key holds a string). Only keys that exist in the defaults may be set, and each value must
+have the default's type (an int is accepted for a float; a None default accepts anything).
+Every mistake raises UserError, which the entry points print as one line.
+"""
+
+import ast
+import difflib
+import os
+import types
+
+
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line, exit status 1, no traceback."""
+
+
+def configure(defaults, argv):
+    """Return a copy of defaults updated by the config files and --key=value flags in argv."""
+    config = dict(defaults)
+    for arg in argv:
+        if arg.startswith("--"):
+            key, eq, text = arg[2:].partition("=")
+            if not eq:
+                raise UserError(f"flag {arg!r} has no value; write --{key}=VALUE")
+            check_key(key, defaults, f"flag {arg!r}")
+            config[key] = coerce(key, parse(text, defaults[key], arg), defaults[key], f"flag {arg!r}")
+        else:
+            for key, value in read_config_file(arg).items():
+                check_key(key, defaults, f"config file {arg}")
+                config[key] = coerce(key, value, defaults[key], f"config file {arg}")
+    return config
+
+
+def check_key(key, defaults, where):
+    if key not in defaults:
+        close = difflib.get_close_matches(key, defaults, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(defaults))}"
+        raise UserError(f"unknown config key {key!r} in {where}{hint}")
+
+
+def parse(text, default, arg):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if default is None or isinstance(default, str):
+            return text  # --dataset=shakespeare_char needs no quotes
+        raise UserError(f"cannot parse the value in {arg!r}; expected a {type(default).__name__} literal") from None
+
+
+def coerce(key, value, default, where):
+    if default is None:
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    else:
+        ok = type(value) is type(default)
+    if not ok:
+        raise UserError(
+            f"{key}={value!r} in {where} has type {type(value).__name__}; "
+            f"expected {type(default).__name__} like the default {default!r}"
+        )
+    return value
+
+
+def read_config_file(path):
+    if not os.path.isfile(path):
+        raise UserError(f"config file {path!r} not found (flags are written --key=value)")
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    namespace = {"__file__": os.path.abspath(path)}  # lets a config build on a sibling file
+    try:
+        exec(compile(source, path, "exec"), namespace)
+    except SyntaxError as e:
+        raise UserError(f"config file {path} line {e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:
+        raise UserError(f"config file {path} failed: {type(e).__name__}: {e}") from None
+    # Imports and helper functions in a config file are not settings.
+    return {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))
+    }

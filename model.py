@@ -1,0 +1,285 @@
+"""
+A GPT-2 language model in one file, whose MLP activation is chosen by name.
+
+Module names and state-dict keys follow nanoGPT (and so OpenAI's GPT-2):
+transformer.wte / wpe / h.N.{ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj} / ln_f,
+and lm_head tied to wte. The only departure is the MLP: `GPTConfig.activation` names an
+entry of ACTIVATIONS, and that is the single place an activation is defined.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+def identity(x):
+    return x
+
+
+def relu2(x):
+    # Squared ReLU (So et al. 2021, "Primer"); used by modded-nanogpt and nanochat.
+    return F.relu(x).square()
+
+
+def gelu_tanh(x):
+    # GPT-2's GELU: OpenAI's code used the tanh approximation ("gelu_new" in transformers).
+    return F.gelu(x, approximate="tanh")
+
+
+# name -> (elementwise function, gated). F.gelu defaults to the exact erf form, which is
+# what nanoGPT's nn.GELU() computes. Gated entries compute act(x W) * (x V) (Shazeer 2020).
+ACTIVATIONS = {
+    "gelu": (F.gelu, False),
+    "gelu_tanh": (gelu_tanh, False),
+    "relu": (F.relu, False),
+    "relu2": (relu2, False),
+    "silu": (F.silu, False),
+    "none": (identity, False),
+    "swiglu": (F.silu, True),
+    "geglu": (F.gelu, True),
+    "reglu": (F.relu, True),
+    "bilinear": (identity, True),
+}
+
+
+def mlp_hidden(n_embd, gated, bias):
+    """Hidden width of the MLP.
+
+    Ungated: 4*d, as in GPT-2, so the MLP has 8d^2 weights (+ 5d biases).
+    Gated: c_fc produces two halves (W and V) of width h, so the MLP has 3dh weights
+    (+ 2h + d biases). Matching parameters gives h = (8d^2 + 4d) / (3d + 2) with biases,
+    h = 8d/3 without, rounded to the nearest multiple of 8 (e.g. d=768: 2048 instead of 3072).
+    """
+    if not gated:
+        return 4 * n_embd
+    exact = (8 * n_embd**2 + 4 * n_embd) / (3 * n_embd + 2) if bias else 8 * n_embd / 3
+    return max(8, 8 * round(exact / 8))
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
+    activation: str = "gelu"
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+
+
+class KVCache:
+    """Keys and values of every layer for the positions seen so far, preallocated to block_size
+    on first use (in the dtype attention runs in, which autocast may make bf16)."""
+
+    def __init__(self, n_layer, block_size):
+        self.n_layer, self.block_size = n_layer, block_size
+        self.k = self.v = None
+        self.pos = 0  # positions filled; advanced by GPT.forward once all layers are done
+
+    def update(self, layer, k, v):
+        if self.k is None:
+            B, H, _, D = k.shape
+            self.k = k.new_zeros(self.n_layer, B, H, self.block_size, D)
+            self.v = v.new_zeros(self.n_layer, B, H, self.block_size, D)
+        end = self.pos + k.size(2)
+        self.k[layer, :, :, self.pos : end] = k
+        self.v[layer, :, :, self.pos : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, layer):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.n_embd, self.dropout, self.layer = config.n_head, config.n_embd, config.dropout, layer
+
+    def forward(self, x, cache=None):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)
+        # A cache is filled either all at once from empty (causal) or one token at a time,
+        # and a single new token may attend to every cached position: no mask needed.
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=T > 1
+        )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.act, self.gated = ACTIVATIONS[config.activation]
+        hidden = mlp_hidden(config.n_embd, self.gated, config.bias)
+        # Gated MLPs compute both halves (x W and x V) in one matmul.
+        self.c_fc = nn.Linear(config.n_embd, hidden * (2 if self.gated else 1), bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        if self.gated:
+            a, b = h.chunk(2, dim=-1)
+            h = self.act(a) * b
+        else:
+            h = self.act(h)
+        return self.dropout(self.c_proj(h))
+
+    def folded(self):
+        """The MLP as one n_embd x n_embd Linear; exact only for activation 'none'.
+
+        W_proj (W_fc x + b_fc) + b_proj = (W_proj W_fc) x + (W_proj b_fc + b_proj).
+        """
+        if self.act is not identity or self.gated:
+            raise ValueError("only the ungated MLP with activation 'none' is a single linear map")
+        fc, proj = self.c_fc, self.c_proj
+        lin = nn.Linear(fc.in_features, proj.out_features, bias=fc.bias is not None)
+        with torch.no_grad():
+            lin.weight.copy_(proj.weight @ fc.weight)
+            if fc.bias is not None:
+                lin.bias.copy_(proj.weight @ fc.bias + proj.bias)
+        return lin.to(fc.weight.device)
+
+
+class Block(nn.Module):
+    def __init__(self, config, layer):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
+        self.apply(self._init_weights)
+        # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2 n_layer),
+        # since each layer adds two of them (attention and MLP) to the stream.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def get_num_params(self, non_embedding=True):
+        """Parameters; by default without the position embeddings (the token embeddings
+        count, since they double as the output layer's weights)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def forward(self, idx, targets=None, cache=None):
+        T = idx.size(1)
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x, cache)
+        x = self.transformer.ln_f(x)
+        if cache is not None:
+            cache.pos += T
+        if targets is None:
+            return self.lm_head(x[:, [-1], :]), None  # inference needs the last position only
+        logits = self.lm_head(x)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def crop_block_size(self, block_size):
+        """Shrink the context, e.g. to fine-tune GPT-2 (1024) with a smaller block."""
+        if block_size > self.config.block_size:
+            raise ValueError(f"block_size {block_size} is larger than the model's {self.config.block_size}")
+        self.config.block_size = block_size
+        self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        # Decay matrices (weights, embeddings); not biases or LayerNorm gains.
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        # The fused kernel does the whole update in a few launches; it exists for CUDA and CPU.
+        fused = device_type in ("cuda", "cpu")
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+    def flops_per_token(self):
+        """Training FLOPs per token: 6 per parameter (forward + backward) plus attention scores
+        (PaLM paper, appendix B), with the context at its full block_size."""
+        cfg = self.config
+        return 6 * self.get_num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+
+    def estimate_mfu(self, tokens_per_s, peak_flops):
+        """Model FLOPs utilisation: achieved training FLOP/s as a fraction of peak_flops."""
+        return self.flops_per_token() * tokens_per_s / peak_flops
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
+        """Continue idx (B, T) by max_new_tokens sampled tokens.
+
+        The model sees at most block_size tokens. When the context fills up it is cut back to
+        its last block_size // 2 tokens (in both paths, so they agree token for token). With
+        learned absolute positions every position shifts when the window slides, so a cache must
+        be rebuilt after each slide; sliding by half a window rebuilds it once per block_size // 2
+        new tokens instead of at every token.
+        """
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if top_k is not None and top_k <= 0:
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
+        window = self.config.block_size
+        start = max(0, idx.size(1) - window)  # first token of the context the model sees
+        cache = None
+        for _ in range(max_new_tokens):
+            if idx.size(1) - start > window:
+                start, cache = idx.size(1) - max(1, window // 2), None
+            if not use_cache:
+                logits, _ = self(idx[:, start:])
+            else:
+                if cache is None:
+                    cache = KVCache(self.config.n_layer, window)
+                logits, _ = self(idx[:, start + cache.pos :], cache=cache)
+            logits = logits[:, -1, :] / temperature
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float("inf")
+            idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx

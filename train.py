@@ -1,0 +1,562 @@
+"""
+Train a GPT whose MLP activation is chosen by name.
+
+One process:       python train.py config/train_shakespeare_char_cpu.py --activation=relu
+One node, 8 GPUs:  torchrun --standalone --nproc_per_node=8 train.py config/gpt2_xl_gelu.py
+CPU DDP (tests):   torchrun --standalone --nproc_per_node=2 train.py config/... --device=cpu
+Plan only:         python train.py config/gpt2_xl_gelu.py --dry_run=True
+
+Every batch is a function of (seed, iteration) alone: the global batch of an iteration is drawn
+from a generator keyed by both, and each DDP rank takes its slice of the micro-batches. So N
+ranks with A accumulation steps see exactly what 1 rank sees with N*A, and a resumed run sees
+the batches it would have seen. Dropout is seeded per global micro-batch in the same way.
+"""
+
+import json
+import math
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import checkpoint
+import plan
+from configurator import UserError, configure
+from model import ACTIVATIONS, GPT, GPTConfig
+
+DEFAULTS = dict(
+    # I/O
+    out_dir="out",
+    eval_interval=2000,
+    log_interval=1,
+    eval_iters=200,
+    eval_only=False,  # evaluate once and exit
+    always_save_checkpoint=True,  # write ckpt.pt at every eval, not only when val improves
+    init_from="scratch",  # 'scratch', 'resume', 'auto' (resume if out_dir has ckpt.pt), 'gpt2', 'gpt2-xl', ...
+    # wandb
+    wandb_log=False,
+    wandb_project="activations",
+    wandb_group="",
+    wandb_run_name="",  # default: the activation and seed
+    # data
+    dataset="openwebtext",  # a folder under data/, or a path to one
+    gradient_accumulation_steps=5 * 8,  # for the global batch; split across DDP ranks
+    batch_size=12,  # micro-batch per rank
+    block_size=1024,
+    # model
+    n_layer=12,
+    n_head=12,
+    n_embd=768,
+    dropout=0.0,
+    bias=False,
+    activation="",  # a name from model.ACTIVATIONS; '' means gelu, or the checkpoint's own
+    # AdamW
+    learning_rate=6e-4,
+    max_iters=600000,
+    weight_decay=1e-1,
+    beta1=0.9,
+    beta2=0.95,
+    grad_clip=1.0,  # 0 disables clipping
+    decay_lr=True,
+    warmup_iters=2000,
+    lr_decay_iters=600000,
+    min_lr=6e-5,
+    # system
+    device="auto",  # 'cuda', 'cpu', 'mps', 'cuda:1', or auto (cuda, else mps, else cpu)
+    dtype="auto",  # 'float32', 'bfloat16', 'float16', or auto (bf16 where supported)
+    compile=True,
+    backend="auto",  # DDP: 'nccl' on CUDA, 'gloo' on CPU
+    threads=0,  # CPU threads per process; 0 keeps torch's default
+    seed=1337,
+    nonfinite="stop",  # on a non-finite loss or gradient: 'stop', or 'skip' the update
+    # planning
+    dry_run=False,  # print the plan (parameters, tokens, memory per GPU) and exit
+    gpu_memory_gb=80.0,
+)
+
+DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+PRETRAINED = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+EVAL_SEED = 0  # every run is evaluated on the same held-out batches, whatever its seed
+TRAIN, EVAL_TRAIN, EVAL_VAL, DROPOUT = range(4)  # streams of keyed random numbers
+
+
+def keyed_seed(*key):
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+def dataset_dir(name):
+    return name if os.sep in name or name.startswith(".") else os.path.join(DATA_ROOT, name)
+
+
+def dataset_vocab_size(data_dir):
+    """The vocabulary in the dataset's meta.pkl (char-level), else GPT-2's 50257 padded to 50304."""
+    meta_path = os.path.join(data_dir, "meta.pkl")
+    if not os.path.exists(meta_path):
+        return 50304
+    with open(meta_path, "rb") as f:
+        return pickle.load(f)["vocab_size"]
+
+
+def model_config(cfg, vocab_size):
+    return GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
+                     bias=cfg.bias, vocab_size=vocab_size, dropout=cfg.dropout, activation=cfg.activation or "gelu")
+
+
+def validate(cfg):
+    if cfg.activation and cfg.activation not in ACTIVATIONS:
+        raise UserError(f"unknown activation {cfg.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+    choices = {
+        "init_from": ("scratch", "resume", "auto") + PRETRAINED,
+        "dtype": ("auto", "float32", "bfloat16", "float16"),
+        "backend": ("auto", "nccl", "gloo"),
+        "nonfinite": ("stop", "skip"),
+    }
+    for key, valid in choices.items():
+        if getattr(cfg, key) not in valid:
+            raise UserError(f"{key}={getattr(cfg, key)!r} is not valid; choose one of {', '.join(valid)}")
+    for key in ("batch_size", "block_size", "gradient_accumulation_steps", "eval_interval", "eval_iters",
+                "log_interval", "n_layer", "n_head", "n_embd"):
+        if getattr(cfg, key) <= 0:
+            raise UserError(f"{key}={getattr(cfg, key)} must be a positive integer")
+    if cfg.max_iters < 0:
+        raise UserError(f"max_iters={cfg.max_iters} must be >= 0")
+    if not 0 <= cfg.dropout < 1:
+        raise UserError(f"dropout={cfg.dropout} must be in [0, 1)")
+
+
+def resolve_device(cfg):
+    """Fill in 'auto' device and dtype; return the device type ('cuda', 'mps' or 'cpu')."""
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    try:
+        device_type = torch.device(cfg.device).type
+    except RuntimeError:
+        raise UserError(f"device={cfg.device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={cfg.device!r} but CUDA is not available here; use --device=cpu")
+    if cfg.dtype == "auto":
+        if device_type == "cuda":
+            cfg.dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            cfg.dtype = "float32"
+    return device_type
+
+
+def setup_distributed(cfg, device_type):
+    """Join the process group when launched by torchrun; return rank facts."""
+    if cfg.backend == "nccl" and device_type != "cuda":
+        raise UserError(f"backend='nccl' needs CUDA but device={cfg.device!r}; use --backend=gloo or auto")
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if cfg.gradient_accumulation_steps % world_size:
+        raise UserError(
+            f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} is not divisible by the "
+            f"world size {world_size}; use a multiple of {world_size}"
+        )
+    ddp = "RANK" in os.environ and not cfg.dry_run
+    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    if ddp:
+        backend = cfg.backend if cfg.backend != "auto" else ("nccl" if device_type == "cuda" else "gloo")
+        if device_type == "cuda":
+            cfg.device = f"cuda:{local_rank}"
+            torch.cuda.set_device(cfg.device)
+        dist.init_process_group(backend=backend)
+    return SimpleNamespace(ddp=ddp, rank=rank, world_size=world_size, master=rank == 0)
+
+
+class Batches:
+    """Training and evaluation batches, each a function of its key alone."""
+
+    def __init__(self, data_dir, cfg, device, vocab_size):
+        self.device, self.B, self.T = device, cfg.batch_size, cfg.block_size
+        self.data = {}
+        for split in ("train", "val"):
+            path = os.path.join(data_dir, f"{split}.bin")
+            if not os.path.isfile(path):
+                script = os.path.join(data_dir, "prepare.py")
+                how = f"python {script}" if os.path.isfile(script) else "python data/prepare_text.py (see README)"
+                raise UserError(f"dataset {cfg.dataset!r} has no {path}; prepare it first: {how}")
+            # Opened once: np.memmap reads pages on demand, so even OpenWebText costs no RAM.
+            data = np.memmap(path, dtype=np.uint16, mode="r")
+            if len(data) < self.T + 1:
+                raise UserError(f"{path} holds {len(data)} tokens, fewer than block_size+1={self.T + 1}; "
+                                "lower block_size or use more text")
+            top = int(data.max())
+            if top >= vocab_size:
+                raise UserError(f"{path} holds token id {top}, outside the model's vocab_size {vocab_size}; "
+                                "re-run the dataset's prepare script or fix meta.pkl")
+            self.data[split] = data
+        self.pin = torch.device(device).type == "cuda"
+        self.window = np.arange(self.T + 1)
+
+    def get(self, split, offsets):
+        buf = torch.from_numpy(self.data[split][offsets[:, None] + self.window].astype(np.int64))
+        if self.pin:
+            buf = buf.pin_memory().to(self.device, non_blocking=True)
+        else:
+            buf = buf.to(self.device)
+        return buf[:, :-1], buf[:, 1:]
+
+    def offsets(self, split, key, n):
+        rng = np.random.default_rng(key)
+        return rng.integers(0, len(self.data[split]) - self.T, size=(n, self.B))
+
+    def train(self, cfg, it, rank, world_size):
+        """Yield (global micro-step index, x, y) for this rank's share of iteration it."""
+        total = cfg.gradient_accumulation_steps
+        per_rank = total // world_size
+        all_offsets = self.offsets("train", (cfg.seed, TRAIN, it), total)
+        for i in range(rank * per_rank, (rank + 1) * per_rank):
+            yield i, *self.get("train", all_offsets[i])
+
+    def eval(self, split, eval_iters):
+        stream = EVAL_VAL if split == "val" else EVAL_TRAIN
+        for offsets in self.offsets(split, (EVAL_SEED, stream), eval_iters):
+            yield self.get(split, offsets)
+
+
+def get_lr(it, cfg):
+    """Linear warmup, then cosine decay to min_lr at lr_decay_iters, then min_lr."""
+    if not cfg.decay_lr:
+        return cfg.learning_rate
+    if it < cfg.warmup_iters:
+        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
+    if it > cfg.lr_decay_iters:
+        return cfg.min_lr
+    ratio = (it - cfg.warmup_iters) / max(1, cfg.lr_decay_iters - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.learning_rate - cfg.min_lr)
+
+
+@torch.no_grad()
+def evaluate(model, batches, cfg, ctx):
+    model.eval()
+    out = {}
+    for split in ("train", "val"):
+        losses = []
+        for x, y in batches.eval(split, cfg.eval_iters):
+            with ctx:
+                losses.append(model(x, y)[1])
+        out[split] = torch.stack(losses).mean().item()
+    model.train()
+    return out
+
+
+def rng_state():
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(state["python"])
+
+
+def git_revision():
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Records:
+    """The run's machine-readable records: metrics.jsonl, summary.json, and wandb (rank 0 only)."""
+
+    def __init__(self, cfg, out_dir, keep_until, wandb_id):
+        self.path = os.path.join(out_dir, "metrics.jsonl")
+        self.wandb = None
+        # On resume, drop what a crashed process logged after its last checkpoint:
+        # the resumed run writes those lines again, identically.
+        kept = []
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                kept = [line for line in f if keep_until(json.loads(line))]
+        checkpoint.atomic_write(self.path, lambda f: f.write("".join(kept).encode()))
+        self.file = open(self.path, "a")
+        self.evals = [r for r in map(json.loads, kept) if "val_loss" in r]
+        if cfg.wandb_log:
+            import wandb
+
+            self.wandb = wandb.init(
+                project=cfg.wandb_project, group=cfg.wandb_group or None, dir=out_dir,
+                name=cfg.wandb_run_name or f"{cfg.activation}-seed{cfg.seed}",
+                config=vars(cfg), id=wandb_id, resume="allow",
+            )
+
+    def log(self, record):
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if "val_loss" in record:
+            self.evals.append(record)
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in record.items() if k != "iter"}, step=record["iter"])
+
+    def close(self):
+        self.file.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def build(cfg, device_type, data_dir):
+    """Model, optimizer, scaler and the saved state to continue from (None when fresh)."""
+    vocab_size = dataset_vocab_size(data_dir)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    if cfg.init_from == "auto":
+        cfg.init_from = "resume" if os.path.exists(ckpt_path) else "scratch"
+    state = None
+    if cfg.init_from == "resume":
+        state = checkpoint.load(ckpt_path, map_location=cfg.device)
+        saved = state["model_args"]
+        cfg.activation = cfg.activation or saved["activation"]
+        wanted = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
+                      bias=cfg.bias, vocab_size=vocab_size, activation=cfg.activation)
+        for key, value in wanted.items():
+            if saved[key] != value:
+                raise UserError(f"{ckpt_path} was trained with {key}={saved[key]!r} but this run asks for "
+                                f"{key}={value!r}; use the checkpoint's config or a new out_dir")
+        model = checkpoint.build_model(state)
+    elif cfg.init_from in PRETRAINED:
+        import hf
+
+        trained_with = "gelu_tanh"
+        cfg.activation = cfg.activation or trained_with
+        model = hf.load_pretrained(cfg.init_from, activation=cfg.activation, dropout=cfg.dropout)
+        if cfg.activation != trained_with:
+            print(f"surgery: {cfg.init_from} was trained with {trained_with}; its MLPs now use {cfg.activation}")
+        cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.bias = (model.config.n_layer, model.config.n_head,
+                                                         model.config.n_embd, model.config.bias)
+        if cfg.block_size < model.config.block_size:
+            model.crop_block_size(cfg.block_size)
+        vocab_size = model.config.vocab_size
+    else:
+        cfg.activation = cfg.activation or "gelu"
+        model = GPT(model_config(cfg, vocab_size))
+    model.config.dropout = cfg.dropout
+    model.to(cfg.device)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device_type)
+    scaler = torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16")
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+    return model, optimizer, scaler, state
+
+
+class StopRequest:
+    """SIGINT/SIGTERM ask the loop to finish the current step, checkpoint, and exit."""
+
+    def __init__(self):
+        self.signum = 0
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum, frame):
+        self.signum = signum
+
+    def agreed(self, ranks, device):
+        """Whether any rank was signalled; every rank must stop at the same iteration."""
+        if not ranks.ddp:
+            return self.signum
+        flag = torch.tensor([self.signum], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.signum = int(flag.item())
+        return self.signum
+
+
+def train(cfg, ranks, device_type):
+    data_dir = dataset_dir(cfg.dataset)
+    torch.manual_seed(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's weights)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    model, optimizer, scaler, state = build(cfg, device_type, data_dir)
+    batches = Batches(data_dir, cfg, cfg.device, model.config.vocab_size)
+    start_iter = state["iter_num"] if state else 0
+    evaluated = state["evaluated"] if state else False  # was iteration start_iter evaluated before saving?
+    best_val_loss = state["best_val_loss"] if state else float("inf")
+    elapsed0 = state["elapsed"] if state else 0.0
+    wandb_id = state["wandb_id"] if state else f"{int(time.time())}-{os.getpid()}"
+    if state:
+        set_rng_state(state["rng"])
+        print(f"resuming from {cfg.out_dir}/ckpt.pt at iteration {start_iter}")
+    del state
+
+    raw = model
+    if cfg.compile:
+        try:
+            model = torch.compile(model)
+        except Exception as e:  # platforms without a working compiler
+            print(f"torch.compile unavailable ({type(e).__name__}: {e}); running eager")
+    eval_model = model
+    if ranks.ddp:
+        model = DDP(model, device_ids=[cfg.device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
+    ctx = nullcontext() if cfg.dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, cfg.dtype))
+    stop = StopRequest()
+    per_rank = cfg.gradient_accumulation_steps // ranks.world_size
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    peak = plan.datasheet_peak_flops(cfg.device)
+    params = [p for p in raw.parameters() if p.requires_grad]
+
+    records = None
+    if ranks.master:
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        checkpoint.remove_stale_temporaries(cfg.out_dir)
+        checkpoint.write_json(os.path.join(cfg.out_dir, "config.json"), vars(cfg))
+
+        def logged_before_checkpoint(r):
+            return r["iter"] < start_iter or (evaluated and r["iter"] == start_iter and "val_loss" in r)
+
+        records = Records(cfg, cfg.out_dir, logged_before_checkpoint, wandb_id)
+        print(json.dumps(vars(cfg), indent=2))
+        print(f"parameters: {raw.get_num_params():,}; tokens per iteration: {tokens_per_iter:,}")
+    last_ckpt = None
+    t_start = time.time()
+
+    def save(it, is_evaluated):
+        nonlocal last_ckpt
+        path = os.path.join(cfg.out_dir, "ckpt.pt")
+        checkpoint.save(dict(
+            model=raw.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+            model_args=asdict(raw.config), iter_num=it, evaluated=is_evaluated, best_val_loss=best_val_loss,
+            config=vars(cfg), rng=rng_state(), elapsed=elapsed0 + time.time() - t_start, wandb_id=wandb_id,
+        ), path)
+        last_ckpt = (path, it)
+        return path
+
+    it = start_iter
+    window_t, window_steps, first_window = time.time(), 0, True
+    measured_tokens, measured_time = 0, 0.0
+    loss_acc = torch.zeros((), device=cfg.device)
+    while True:
+        if ranks.master and (it % cfg.eval_interval == 0 or it == cfg.max_iters or cfg.eval_only) \
+                and not (evaluated and it == start_iter):
+            losses = evaluate(eval_model, batches, cfg, ctx)
+            wall = elapsed0 + time.time() - t_start
+            print(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            records.log(dict(iter=it, train_loss=losses["train"], val_loss=losses["val"],
+                             lr=get_lr(it, cfg), wall_s=round(wall, 3)))
+            improved = losses["val"] < best_val_loss
+            best_val_loss = min(best_val_loss, losses["val"])
+            if not cfg.eval_only and it > 0 and (improved or cfg.always_save_checkpoint or it == cfg.max_iters):
+                path = save(it, True)
+                if improved:
+                    checkpoint.keep_copy(path, os.path.join(cfg.out_dir, "best.pt"))
+            window_t, window_steps = time.time(), 0  # evaluation is not training time
+        if it >= cfg.max_iters or cfg.eval_only:
+            break
+
+        lr = get_lr(it, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for micro, x, y in batches.train(cfg, it, ranks.rank, ranks.world_size):
+            torch.manual_seed(keyed_seed(cfg.seed, DROPOUT, it, micro))
+            if ranks.ddp:  # all-reduce gradients on the last micro-step only
+                model.require_backward_grad_sync = (micro + 1) % per_rank == 0
+            with ctx:
+                _, loss = model(x, y)
+                loss = loss / per_rank
+            loss_acc += loss.detach()
+            scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        # GradScaler has its own policy for fp16 overflow: it skips the step and lowers the scale.
+        if not scaler.is_enabled() and not torch.isfinite(norm):
+            where = f"{last_ckpt[0]} (iteration {last_ckpt[1]})" if last_ckpt else "none written yet"
+            if cfg.nonfinite == "stop":
+                raise UserError(f"non-finite loss or gradient norm at iteration {it}; last good checkpoint: "
+                                f"{where}; lower learning_rate, or set nonfinite='skip'")
+            print(f"iteration {it}: non-finite gradient norm, update skipped")
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+        window_steps += 1
+
+        if it % cfg.log_interval == 0 or it == cfg.max_iters - 1:
+            if ranks.ddp:  # the iteration's loss over all ranks (gloo has no AVG)
+                dist.all_reduce(loss_acc)
+                loss_acc /= ranks.world_size
+            lossf = loss_acc.item()  # the host-device sync of this iteration
+            now = time.time()
+            dt = (now - window_t) / window_steps
+            tokens_per_s = tokens_per_iter / dt
+            if not first_window:
+                measured_tokens += tokens_per_iter * window_steps
+                measured_time += now - window_t
+            first_window = False
+            window_t, window_steps = now, 0
+            if ranks.master:
+                mfu = f", mfu {100 * raw.estimate_mfu(tokens_per_s, peak):.1f}%" if peak else ""
+                print(f"iter {it}: loss {lossf:.4f}, lr {lr:.3e}, {dt * 1000:.1f} ms/iter, "
+                      f"{tokens_per_s:,.0f} tokens/s{mfu}")
+                records.log(dict(iter=it, loss=lossf, lr=lr, ms_per_iter=round(dt * 1000, 3),
+                                 tokens_per_s=round(tokens_per_s, 1), wall_s=round(elapsed0 + now - t_start, 3)))
+        loss_acc.zero_()
+        it += 1
+
+        if stop.agreed(ranks, cfg.device):
+            if ranks.master:
+                path = save(it, False)
+                print(f"stopped by signal {stop.signum} after iteration {it - 1}; saved {path}; "
+                      "continue with --init_from=resume (or auto)")
+            records and records.close()
+            return 128 + stop.signum
+
+    if ranks.master:
+        if not cfg.eval_only:
+            final = records.evals[-1] if records.evals else {}
+            summary = dict(
+                complete=True, activation=cfg.activation, seed=cfg.seed, n_params=raw.get_num_params(),
+                best_val_loss=min(r["val_loss"] for r in records.evals), final_val_loss=final.get("val_loss"),
+                iters=cfg.max_iters, tokens_seen=cfg.max_iters * tokens_per_iter,
+                tokens_per_s=round(measured_tokens / measured_time, 1) if measured_time else None,
+                wall_s=round(elapsed0 + time.time() - t_start, 3), world_size=ranks.world_size,
+                device=cfg.device, torch=torch.__version__, git=git_revision(), config=vars(cfg),
+            )
+            checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+            print(f"best val loss {summary['best_val_loss']:.4f}; summary in {cfg.out_dir}/summary.json")
+        records.close()
+    return 0
+
+
+def main(argv):
+    cfg = SimpleNamespace(**configure(DEFAULTS, argv))
+    validate(cfg)
+    device_type = resolve_device(cfg)
+    ranks = setup_distributed(cfg, device_type)
+    try:
+        if cfg.dry_run:
+            if ranks.master:
+                plan.plan(cfg, model_config(cfg, dataset_vocab_size(dataset_dir(cfg.dataset))), ranks.world_size)
+            return 0
+        return train(cfg, ranks, device_type)
+    finally:
+        if ranks.ddp:
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
