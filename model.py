@@ -147,12 +147,12 @@ class MLP(nn.Module):
         if self.act is not identity or self.gated:
             raise ValueError("only the ungated MLP with activation 'none' is a single linear map")
         fc, proj = self.c_fc, self.c_proj
-        lin = nn.Linear(fc.in_features, proj.out_features, bias=fc.bias is not None)
+        lin = nn.Linear(fc.in_features, proj.out_features, bias=fc.bias is not None).to(fc.weight)
         with torch.no_grad():
             lin.weight.copy_(proj.weight @ fc.weight)
             if fc.bias is not None:
                 lin.bias.copy_(proj.weight @ fc.bias + proj.bias)
-        return lin.to(fc.weight.device)
+        return lin
 
 
 class Block(nn.Module):

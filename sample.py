@@ -18,7 +18,7 @@ from configurator import UserError, configure
 from train import PRETRAINED, dataset_dir, resolve_device
 
 DEFAULTS = dict(
-    init_from="resume",  # 'resume' (from out_dir) or a GPT-2 name: 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'
+    init_from="resume",  # 'resume' (from out_dir), 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', or a folder
     out_dir="out",
     checkpoint="ckpt.pt",  # or best.pt, the checkpoint with the best val loss
     start="\n",  # prompt text, or FILE:path to read it from a file
@@ -39,8 +39,9 @@ def main(argv):
         raise UserError(f"temperature={cfg.temperature} must be > 0 (e.g. 0.8)")
     if cfg.top_k <= 0:
         raise UserError(f"top_k={cfg.top_k} must be a positive integer (e.g. 200)")
-    if cfg.init_from not in ("resume",) + PRETRAINED:
-        raise UserError(f"init_from={cfg.init_from!r} is not valid; choose resume or one of {', '.join(PRETRAINED)}")
+    if cfg.init_from not in ("resume",) + PRETRAINED and not os.path.isdir(cfg.init_from):
+        raise UserError(f"init_from={cfg.init_from!r} is not valid; choose resume, one of {', '.join(PRETRAINED)}, "
+                        "or a folder holding a transformers GPT-2")
     device_type = resolve_device(cfg)
     torch.manual_seed(cfg.seed)
     if cfg.init_from == "resume":

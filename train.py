@@ -43,7 +43,7 @@ DEFAULTS = dict(
     eval_iters=200,
     eval_only=False,  # evaluate once and exit
     always_save_checkpoint=True,  # write ckpt.pt at every eval, not only when val improves
-    init_from="scratch",  # 'scratch', 'resume', 'auto' (resume if out_dir has ckpt.pt), 'gpt2', 'gpt2-xl', ...
+    init_from="scratch",  # 'scratch', 'resume', 'auto' (resume if out_dir has ckpt.pt), 'gpt2'..'gpt2-xl', a folder
     # wandb
     wandb_log=False,
     wandb_project="activations",
@@ -116,8 +116,10 @@ def model_config(cfg, vocab_size):
 def validate(cfg):
     if cfg.activation and cfg.activation not in ACTIVATIONS:
         raise UserError(f"unknown activation {cfg.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+    if cfg.init_from not in ("scratch", "resume", "auto") + PRETRAINED and not os.path.isdir(cfg.init_from):
+        raise UserError(f"init_from={cfg.init_from!r} is not valid; choose scratch, resume, auto, one of "
+                        f"{', '.join(PRETRAINED)}, or a folder holding a transformers GPT-2")
     choices = {
-        "init_from": ("scratch", "resume", "auto") + PRETRAINED,
         "dtype": ("auto", "float32", "bfloat16", "float16"),
         "backend": ("auto", "nccl", "gloo"),
         "nonfinite": ("stop", "skip"),
@@ -251,6 +253,29 @@ def evaluate(model, batches, cfg, ctx):
     return out
 
 
+def train_step(model, optimizer, scaler, batches, cfg, ranks, ctx, it):
+    """Forward and backward over this rank's micro-batches of iteration it, then unscale and clip.
+    Returns (mean micro-batch loss on this rank, gradient norm); the caller applies the update."""
+    lr = get_lr(it, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    per_rank = cfg.gradient_accumulation_steps // ranks.world_size
+    loss_sum = 0.0
+    for micro, x, y in batches.train(cfg, it, ranks.rank, ranks.world_size):
+        torch.manual_seed(keyed_seed(cfg.seed, DROPOUT, it, micro))
+        if ranks.ddp:  # all-reduce gradients on the last micro-step only
+            model.require_backward_grad_sync = (micro + 1) % per_rank == 0
+        with ctx:
+            _, loss = model(x, y)
+            loss = loss / per_rank
+        loss_sum += loss.detach()
+        scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    return loss_sum, norm
+
+
 def rng_state():
     np_state = np.random.get_state()
     return {
@@ -309,7 +334,8 @@ class Records:
         if "val_loss" in record:
             self.evals.append(record)
         if self.wandb is not None:
-            self.wandb.log({k: v for k, v in record.items() if k != "iter"}, step=record["iter"])
+            # wall_s is left to wandb's own _runtime: an eval and a train record share a step
+            self.wandb.log({k: v for k, v in record.items() if k not in ("iter", "wall_s")}, step=record["iter"])
 
     def close(self):
         self.file.close()
@@ -335,7 +361,7 @@ def build(cfg, device_type, data_dir):
                 raise UserError(f"{ckpt_path} was trained with {key}={saved[key]!r} but this run asks for "
                                 f"{key}={value!r}; use the checkpoint's config or a new out_dir")
         model = checkpoint.build_model(state)
-    elif cfg.init_from in PRETRAINED:
+    elif cfg.init_from != "scratch":  # a published GPT-2, by name or from a local folder
         import hf
 
         trained_with = "gelu_tanh"
@@ -410,10 +436,8 @@ def train(cfg, ranks, device_type):
         model = DDP(model, device_ids=[cfg.device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
     ctx = nullcontext() if cfg.dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, cfg.dtype))
     stop = StopRequest()
-    per_rank = cfg.gradient_accumulation_steps // ranks.world_size
     tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
     peak = plan.datasheet_peak_flops(cfg.device)
-    params = [p for p in raw.parameters() if p.requires_grad]
 
     records = None
     if ranks.master:
@@ -463,20 +487,8 @@ def train(cfg, ranks, device_type):
         if it >= cfg.max_iters or cfg.eval_only:
             break
 
-        lr = get_lr(it, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        for micro, x, y in batches.train(cfg, it, ranks.rank, ranks.world_size):
-            torch.manual_seed(keyed_seed(cfg.seed, DROPOUT, it, micro))
-            if ranks.ddp:  # all-reduce gradients on the last micro-step only
-                model.require_backward_grad_sync = (micro + 1) % per_rank == 0
-            with ctx:
-                _, loss = model(x, y)
-                loss = loss / per_rank
-            loss_acc += loss.detach()
-            scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        loss, norm = train_step(model, optimizer, scaler, batches, cfg, ranks, ctx, it)
+        loss_acc += loss
         # GradScaler has its own policy for fp16 overflow: it skips the step and lowers the scale.
         if not scaler.is_enabled() and not torch.isfinite(norm):
             where = f"{last_ckpt[0]} (iteration {last_ckpt[1]})" if last_ckpt else "none written yet"
@@ -484,11 +496,10 @@ def train(cfg, ranks, device_type):
                 raise UserError(f"non-finite loss or gradient norm at iteration {it}; last good checkpoint: "
                                 f"{where}; lower learning_rate, or set nonfinite='skip'")
             print(f"iteration {it}: non-finite gradient norm, update skipped")
-            optimizer.zero_grad(set_to_none=True)
         else:
             scaler.step(optimizer)
             scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         window_steps += 1
 
         if it % cfg.log_interval == 0 or it == cfg.max_iters - 1:
@@ -506,6 +517,7 @@ def train(cfg, ranks, device_type):
             window_t, window_steps = now, 0
             if ranks.master:
                 mfu = f", mfu {100 * raw.estimate_mfu(tokens_per_s, peak):.1f}%" if peak else ""
+                lr = get_lr(it, cfg)
                 print(f"iter {it}: loss {lossf:.4f}, lr {lr:.3e}, {dt * 1000:.1f} ms/iter, "
                       f"{tokens_per_s:,.0f} tokens/s{mfu}")
                 records.log(dict(iter=it, loss=lossf, lr=lr, ms_per_iter=round(dt * 1000, 3),

@@ -1,0 +1,57 @@
+"""Shared helpers: the repo's scripts run as subprocesses on a small char-level corpus made here."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "data"))
+
+WORDS = ("the king is dead long live the queen my lord what news from the north "
+         "speak thou shalt not pass tomorrow and tomorrow creeps in this petty pace").split()
+
+
+def make_text(n_lines=3000, seed=0):
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_lines):
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 10)))
+        lines.append(line.capitalize() + rng.choice(".,;!?"))
+    return "\n".join(lines) + "\n"
+
+
+def run(*args, env=None, timeout=600, cwd=REPO):
+    """Run a python script of the repo; returns the CompletedProcess (never raises on exit status)."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def tiny(out_dir, dataset, **overrides):
+    """train.py flags for a model that trains in seconds on a CPU."""
+    flags = dict(out_dir=str(out_dir), dataset=str(dataset), device="cpu", compile=False, n_layer=2, n_head=2,
+                 n_embd=32, block_size=32, batch_size=4, gradient_accumulation_steps=2, max_iters=30,
+                 eval_interval=10, eval_iters=2, log_interval=1, learning_rate=3e-3, warmup_iters=5,
+                 lr_decay_iters=30, min_lr=3e-4, threads=1)
+    flags.update(overrides)
+    return [f"--{k}={v}" for k, v in flags.items()]
+
+
+def read_metrics(out_dir):
+    with open(Path(out_dir) / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="session")
+def char_dataset(tmp_path_factory):
+    import prepare_text
+
+    folder = tmp_path_factory.mktemp("chars")
+    prepare_text.prepare(make_text(), str(folder), "char")
+    return folder

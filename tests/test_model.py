@@ -1,0 +1,159 @@
+"""The model: every activation in the registry, the reference MLPs, the linear collapse of 'none',
+parameter matching of gated MLPs, and generation with and without the KV cache."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from model import ACTIVATIONS, GPT, MLP, GPTConfig, mlp_hidden
+
+SMALL = dict(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=24, dropout=0.0)
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+@pytest.mark.parametrize("bias", [True, False])
+def test_every_activation_trains_a_step(name, bias):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL, bias=bias, activation=name))
+    idx = torch.randint(0, 50, (3, 16))
+    logits, loss = model(idx, idx)
+    assert logits.shape == (3, 16, 50)
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    # every MLP weight receives gradient (the 'none' and gated MLPs included)
+    assert model.transformer.h[0].mlp.c_fc.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("d", [24, 128, 768])
+def test_mlp_parameter_count_follows_the_formula(name, bias, d):
+    mlp = MLP(GPTConfig(**{**SMALL, "n_embd": d, "n_head": 4}, bias=bias, activation=name))
+    count = sum(p.numel() for p in mlp.parameters())
+    gated = ACTIVATIONS[name][1]
+    h = mlp_hidden(d, gated, bias)
+    expected = (3 if gated else 2) * d * h + ((2 if gated else 1) * h + d if bias else 0)
+    assert count == expected
+    ungated = 8 * d * d + (5 * d if bias else 0)
+    if gated:
+        assert h % 8 == 0
+        # as close to the ungated count as a multiple of 8 allows: one step of 8 moves it by 24d + 16
+        assert abs(count - ungated) <= (3 * d * 8 + 16) / 2
+    else:
+        assert h == 4 * d and count == ungated
+    if d == 768:
+        assert h == (2048 if gated else 3072)  # Shazeer 2020's widths for d=768
+
+
+def test_gelu_mlp_equals_plain_gelu_mlp():
+    torch.manual_seed(0)
+    cfg = GPTConfig(**SMALL, activation="gelu")
+    mlp = MLP(cfg)
+    ref = nn.Sequential(mlp.c_fc, nn.GELU(), mlp.c_proj)
+    x = torch.randn(4, 7, 24)
+    assert torch.equal(mlp(x), ref(x))
+
+
+def test_gelu_tanh_is_the_tanh_approximation():
+    torch.manual_seed(0)
+    mlp = MLP(GPTConfig(**SMALL, activation="gelu_tanh"))
+    x = torch.randn(4, 7, 24)
+    assert torch.equal(mlp(x), mlp.c_proj(nn.GELU(approximate="tanh")(mlp.c_fc(x))))
+    assert not torch.equal(mlp(x), mlp.c_proj(nn.GELU()(mlp.c_fc(x))))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_none_mlp_is_one_linear_map(bias):
+    torch.manual_seed(0)
+    mlp = MLP(GPTConfig(**SMALL, bias=bias, activation="none")).double()
+    for p in mlp.parameters():  # random biases too, so the folded bias is exercised
+        nn.init.normal_(p)
+    folded = mlp.folded()
+    x = torch.randn(5, 9, 24, dtype=torch.float64)
+    assert folded.weight.shape == (24, 24)
+    torch.testing.assert_close(folded(x), mlp(x), rtol=1e-10, atol=1e-10)
+    assert torch.linalg.matrix_rank(mlp.c_proj.weight @ mlp.c_fc.weight) <= 24
+    assert sum(p.numel() for p in folded.parameters()) < sum(p.numel() for p in mlp.parameters())
+
+
+def test_folding_refuses_nonlinear_mlps():
+    with pytest.raises(ValueError, match="none"):
+        MLP(GPTConfig(**SMALL, activation="relu")).folded()
+
+
+def test_unknown_activation_fails_when_config_is_built():
+    with pytest.raises(ValueError, match="unknown activation 'gelu2'; valid: gelu, gelu_tanh"):
+        GPTConfig(activation="gelu2")
+
+
+def test_weight_tying_and_scaled_init():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=100, n_layer=8, n_head=4, n_embd=256))
+    assert model.lm_head.weight is model.transformer.wte.weight
+    std = model.transformer.h[0].mlp.c_proj.weight.std().item()
+    assert abs(std - 0.02 / (2 * 8) ** 0.5) < 0.001
+    assert abs(model.transformer.h[0].mlp.c_fc.weight.std().item() - 0.02) < 0.001
+    keys = set(model.state_dict())
+    for k in ("transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.ln_1.weight",
+              "transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_proj.weight",
+              "transformer.h.0.ln_2.weight", "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_proj.weight",
+              "transformer.ln_f.weight", "lm_head.weight"):
+        assert k in keys
+
+
+def test_optimizer_decays_matrices_only():
+    model = GPT(GPTConfig(**SMALL))
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_crop_block_size():
+    model = GPT(GPTConfig(**SMALL))
+    model.crop_block_size(8)
+    assert model.transformer.wpe.weight.shape == (8, 24)
+    model(torch.zeros(1, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="exceeds block_size 8"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("prompt_len,new", [(1, 10), (5, 40), (20, 30)])
+@pytest.mark.parametrize("name", ["gelu", "swiglu"])
+def test_kv_cache_gives_the_same_tokens(prompt_len, new, name):
+    """Within the window, across window slides (block 16, 40 new tokens), and with a prompt longer
+    than the window."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL, activation=name)).eval()
+    idx = torch.randint(0, 50, (2, prompt_len))
+    torch.manual_seed(1)
+    cached = model.generate(idx, new, temperature=1.0, top_k=10, use_cache=True)
+    torch.manual_seed(1)
+    uncached = model.generate(idx, new, temperature=1.0, top_k=10, use_cache=False)
+    assert cached.shape == (2, prompt_len + new)
+    assert torch.equal(cached, uncached)
+
+
+def test_cached_logits_match_full_forward():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    from model import KVCache
+
+    idx = torch.randint(0, 50, (2, 12))
+    cache = KVCache(model.config.n_layer, model.config.block_size)
+    model(idx[:, :7], cache=cache)
+    for t in range(7, 12):
+        step_logits, _ = model(idx[:, t : t + 1], cache=cache)
+        full_logits, _ = model(idx[:, : t + 1])
+        torch.testing.assert_close(step_logits, full_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_generate_rejects_bad_sampling_settings():
+    model = GPT(GPTConfig(**SMALL))
+    idx = torch.zeros(1, 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(idx, 1, temperature=0)
+    with pytest.raises(ValueError, match="top_k"):
+        model.generate(idx, 1, top_k=0)
