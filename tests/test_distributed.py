@@ -1,0 +1,81 @@
+"""DDP under a real torchrun with gloo on CPU computes what one process computes; the dry-run plan
+of the GPT-2 configs; and the distributed bad inputs."""
+
+import re
+import socket
+
+import pytest
+from conftest import read_metrics, run, tiny
+
+TORCHRUN = ("-m", "torch.distributed.run")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def single(char_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single")
+    r = run("train.py", *tiny(out, char_dataset, gradient_accumulation_steps=4, dropout=0.1, max_iters=20))
+    assert r.returncode == 0, r.stderr
+    return read_metrics(out)
+
+
+@pytest.mark.parametrize("launch", ["standalone", "rendezvous"])
+def test_two_ranks_match_one_process(launch, single, char_dataset, tmp_path):
+    """4 global micro-steps: 2 ranks x 2 against 1 process x 4, dropout on. Batches and dropout masks
+    are keyed by global micro-step, so only the order of float additions differs (the gradient
+    all-reduce, and the loss average): losses agree to float32 rounding, rtol 1e-5."""
+    if launch == "standalone":
+        flags = ["--standalone"]
+    else:  # the multi-node launch, with one node on this machine
+        flags = ["--nnodes=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{free_port()}", "--rdzv_id=t"]
+    r = run(*TORCHRUN, *flags, "--nproc_per_node=2", "train.py",
+            *tiny(tmp_path, char_dataset, gradient_accumulation_steps=4, dropout=0.1, max_iters=20))
+    assert r.returncode == 0, r.stderr
+    ddp = read_metrics(tmp_path)
+    assert [(m["iter"], "val_loss" in m) for m in ddp] == [(m["iter"], "val_loss" in m) for m in single]
+    for a, b in zip(single, ddp):
+        key = "val_loss" if "val_loss" in a else "loss"
+        assert b[key] == pytest.approx(a[key], rel=1e-5, abs=0), (a["iter"], key)
+    # only rank 0 writes: one checkpoint, one set of records, and no stray files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "ckpt.pt", "config.json", "metrics.jsonl",
+                                                          "summary.json"]
+    assert r.stdout.count("best val loss") == 1
+
+
+def test_accumulation_not_divisible_by_world_size(char_dataset, tmp_path):
+    r = run(*TORCHRUN, "--standalone", "--nproc_per_node=2", "train.py",
+            *tiny(tmp_path, char_dataset, gradient_accumulation_steps=3))
+    assert r.returncode != 0
+    assert "error: gradient_accumulation_steps=3 is not divisible by the world size 2; use a multiple of 2" in r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--backend=mpi", "error: backend='mpi' is not valid; choose one of auto, nccl, gloo"),
+    ("--backend=nccl", "error: backend='nccl' needs CUDA but device='cpu'; use --backend=gloo or auto"),
+])
+def test_backend_errors(flag, message, char_dataset, tmp_path):
+    r = run("train.py", *tiny(tmp_path, char_dataset), flag)
+    assert r.returncode == 1 and r.stderr.strip() == message
+
+
+@pytest.mark.parametrize("name", ["gpt2_xl_gelu", "gpt2_xl_relu", "gpt2_xl_none",
+                                  "gpt2_124m_gelu", "gpt2_124m_relu", "gpt2_124m_none"])
+def test_dry_run_plans_gpt2_configs(name):
+    r = run("train.py", f"config/{name}.py", "--dry_run=True", timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    n = int(re.search(r"parameters: ([\d,]+)", out).group(1).replace(",", ""))
+    if "xl" in name:
+        assert 1.55e9 < n < 1.57e9 and "524,288" in out and "fits a 80 GiB GPU" in out
+    else:
+        assert 1.23e8 < n < 1.25e8 and "491,520" in out
+    assert f"activation {name.split('_')[-1]}" in out
+    for figure in ("without position embeddings", "FLOPs per token", "tokens per iteration", "total tokens",
+                   "weights fp32", "gradients fp32", "AdamW moments", "activations", "(estimate"):
+        assert figure in out
