@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import shutil
+import zipfile
 
 import torch
 
@@ -62,6 +63,10 @@ def remove_stale_temporaries(out_dir):
 def load(path, map_location="cpu"):
     if not os.path.isfile(path):
         raise UserError(f"no checkpoint at {path}; train one first (python train.py ...) or set out_dir")
+    corrupt = (f"checkpoint {path} is truncated or corrupt; resume from another checkpoint (best.pt) "
+               "or start a new out_dir")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise UserError(corrupt)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -70,11 +75,8 @@ def load(path, map_location="cpu"):
             f"refusing to load {path}: it holds objects other than tensors and plain data "
             f"({first[:120]}); only checkpoints written by train.py are loaded"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UserError(
-            f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); "
-            "resume from another checkpoint or start a new out_dir"
-        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError):
+        raise UserError(corrupt) from None
 
 
 def build_model(ckpt):

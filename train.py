@@ -441,9 +441,13 @@ def train(cfg, ranks, device_type):
 
     records = None
     if ranks.master:
-        os.makedirs(cfg.out_dir, exist_ok=True)
-        checkpoint.remove_stale_temporaries(cfg.out_dir)
-        checkpoint.write_json(os.path.join(cfg.out_dir, "config.json"), vars(cfg))
+        try:  # fail now, not at the first checkpoint
+            os.makedirs(cfg.out_dir, exist_ok=True)
+            checkpoint.remove_stale_temporaries(cfg.out_dir)
+            checkpoint.write_json(os.path.join(cfg.out_dir, "config.json"), vars(cfg))
+        except OSError as e:
+            raise UserError(f"cannot write to out_dir={cfg.out_dir!r} ({e.strerror}); choose a writable folder") \
+                from None
 
         def logged_before_checkpoint(r):
             return r["iter"] < start_iter or (evaluated and r["iter"] == start_iter and "val_loss" in r)
