@@ -58,10 +58,16 @@ def plan(cfg, model_cfg, world_size):
     low_precision = cfg.dtype in ("bfloat16", "float16") or cfg.dtype == "auto"
     dtype_bytes = 2 if low_precision else 4
     gib = 2**30
-    weights, grads, adam = 4 * n_all, 4 * n_all, 8 * n_all
+    tokens = cfg.batch_size * cfg.block_size
+    weights = 4 * n_all
     # autocast keeps a low-precision copy of each weight for the forward pass
     cast = dtype_bytes * n_all if low_precision else 0
-    acts = activation_bytes(cfg, model_cfg, dtype_bytes) * cfg.batch_size * cfg.block_size
+    if cfg.eval_only:  # no gradients or optimizer; of the activations only the logits stay at once
+        grads = adam = 0
+        acts = (dtype_bytes + 4) * model_cfg.vocab_size * tokens
+    else:
+        grads, adam = 4 * n_all, 8 * n_all
+        acts = activation_bytes(cfg, model_cfg, dtype_bytes) * tokens
     total = weights + grads + adam + cast + acts
     divisors = [w for w in (1, 2, 4, 8, 16, 32, 64, 128) if cfg.gradient_accumulation_steps % w == 0]
     lines = [
@@ -76,7 +82,8 @@ def plan(cfg, model_cfg, world_size):
         f"per iteration; world sizes that divide the accumulation steps: {divisors}",
         f"iterations: {cfg.max_iters:,}; total tokens: {cfg.max_iters * tokens_per_iter:,} "
         f"({cfg.max_iters * tokens_per_iter / 1e9:.2f}B); total FLOPs: {fpt * cfg.max_iters * tokens_per_iter:.3g}",
-        f"memory per GPU under DDP ({'bf16/fp16 autocast' if low_precision else 'fp32'}, fp32 master weights):",
+        f"memory per GPU {'(evaluation only)' if cfg.eval_only else 'under DDP'} "
+        f"({'bf16/fp16 autocast' if low_precision else 'fp32'}, fp32 master weights):",
         f"  weights fp32           {weights / gib:8.2f} GiB (exact)",
         f"  gradients fp32         {grads / gib:8.2f} GiB (exact; DDP buckets share them)",
         f"  AdamW moments          {adam / gib:8.2f} GiB (exact)",

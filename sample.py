@@ -52,6 +52,9 @@ def main(argv):
         import hf
 
         model = hf.load_pretrained(cfg.init_from)
+        if model.config.vocab_size <= tokenizer.EOT:
+            raise UserError(f"{cfg.init_from} has a {model.config.vocab_size}-token vocabulary, not GPT-2's BPE; "
+                            "sample from the checkpoint it was exported from (--init_from=resume --out_dir=...)")
         enc = tokenizer.gpt2_encoding()
         encode, decode = (lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})), enc.decode
     model.eval().to(cfg.device)

@@ -113,6 +113,17 @@ def model_config(cfg, vocab_size):
                      bias=cfg.bias, vocab_size=vocab_size, dropout=cfg.dropout, activation=cfg.activation or "gelu")
 
 
+def planned_config(cfg):
+    """The GPTConfig a run will train, from its config alone (no weights read), for the dry run."""
+    if cfg.init_from in ("scratch", "resume", "auto"):
+        return model_config(cfg, dataset_vocab_size(dataset_dir(cfg.dataset)))
+    import hf
+
+    config = hf.pretrained_config(cfg.init_from, activation=cfg.activation or None, dropout=cfg.dropout)
+    config.block_size = min(config.block_size, cfg.block_size)  # build() crops the context the same way
+    return config
+
+
 def validate(cfg):
     if cfg.activation and cfg.activation not in ACTIVATIONS:
         raise UserError(f"unknown activation {cfg.activation!r}; valid: {', '.join(ACTIVATIONS)}")
@@ -253,6 +264,18 @@ def evaluate(model, batches, cfg, ctx):
     return out
 
 
+def compile_works(device):
+    """torch.compile only fails when a compiled function first runs (no C++ compiler, no Triton,
+    an unsupported platform), so try a tiny one before trusting it with the model."""
+    try:
+        torch.compile(lambda t: t * 2 + 1)(torch.ones(4, device=device))
+        return True
+    except Exception as e:
+        print(f"torch.compile does not work here ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+              "running eager")
+        return False
+
+
 def train_step(model, optimizer, scaler, batches, cfg, ranks, ctx, it):
     """Forward and backward over this rank's micro-batches of iteration it, then unscale and clip.
     Returns (mean micro-batch loss on this rank, gradient norm); the caller applies the update."""
@@ -364,7 +387,11 @@ def build(cfg, device_type, data_dir):
     elif cfg.init_from != "scratch":  # a published GPT-2, by name or from a local folder
         import hf
 
-        trained_with = "gelu_tanh"
+        pretrained = hf.pretrained_config(cfg.init_from)  # from config.json or GPT-2's shapes, no weights
+        if cfg.block_size > pretrained.block_size:
+            raise UserError(f"block_size={cfg.block_size} exceeds the {pretrained.block_size} positions of "
+                            f"{cfg.init_from}; use block_size <= {pretrained.block_size}")
+        trained_with = pretrained.activation  # gelu_tanh for OpenAI's
         cfg.activation = cfg.activation or trained_with
         model = hf.load_pretrained(cfg.init_from, activation=cfg.activation, dropout=cfg.dropout)
         if cfg.activation != trained_with:
@@ -426,11 +453,8 @@ def train(cfg, ranks, device_type):
     del state
 
     raw = model
-    if cfg.compile:
-        try:
-            model = torch.compile(model)
-        except Exception as e:  # platforms without a working compiler
-            print(f"torch.compile unavailable ({type(e).__name__}: {e}); running eager")
+    if cfg.compile and compile_works(cfg.device):
+        model = torch.compile(model)
     eval_model = model
     if ranks.ddp:
         model = DDP(model, device_ids=[cfg.device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
@@ -562,7 +586,7 @@ def main(argv):
     try:
         if cfg.dry_run:
             if ranks.master:
-                plan.plan(cfg, model_config(cfg, dataset_vocab_size(dataset_dir(cfg.dataset))), ranks.world_size)
+                plan.plan(cfg, planned_config(cfg), ranks.world_size)
             return 0
         return train(cfg, ranks, device_type)
     finally:
