@@ -7,6 +7,8 @@ Turn your own text into train.bin / val.bin for train.py, char-level or GPT-2 BP
 then train with --dataset=mytext (a folder under data/) or --dataset=path/to/folder.
 The first (1 - val_fraction) of the text trains, the rest validates. Files are uint16 token ids;
 char-level datasets also get meta.pkl (vocab_size, stoi, itos), which train.py and sample.py read.
+The whole text is held in memory: for a corpus of many documents or gigabytes, use
+data/openwebtext/prepare.py --files instead.
 """
 
 import argparse
@@ -47,6 +49,29 @@ def read_inputs(paths):
     return text
 
 
+def write_all(writers):
+    """Call each writer(path.tmp) for {path: writer}, then rename every .tmp to its path: all outputs or none."""
+    try:
+        results = {path: write(path + ".tmp") for path, write in writers.items()}
+    except BaseException:
+        for path in writers:
+            if os.path.exists(path + ".tmp"):
+                os.remove(path + ".tmp")
+        raise
+    for path in writers:
+        os.replace(path + ".tmp", path)
+    return results
+
+
+def save_bytes(data, path):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def save_pickle(obj, path):
+    save_bytes(pickle.dumps(obj), path)
+
+
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
@@ -62,19 +87,18 @@ def fetch_shakespeare(folder):
         except OSError as e:
             raise UserError(f"could not download {SHAKESPEARE_URL} ({e}); put the text at {path} and "
                             "run again") from None
-        with open(path + ".tmp", "wb") as f:
-            f.write(raw)
-        os.replace(path + ".tmp", path)
+        os.makedirs(folder, exist_ok=True)
+        write_all({path: lambda tmp: save_bytes(raw, tmp)})
     return read_text(path)
 
 
-def write_bin(path, ids):
+def to_uint16(ids):
+    """ids as the uint16 array of a .bin file, or a UserError if one does not fit."""
     arr = np.asarray(ids, dtype=np.int64)
     if arr.size and arr.max() >= 2**16:
-        raise UserError(f"token id {arr.max()} does not fit uint16 (max 65535); use a smaller vocabulary")
-    tmp = path + ".tmp"
-    arr.astype(np.uint16).tofile(tmp)
-    return tmp
+        raise UserError(f"token id {arr.max()} does not fit uint16 (max 65535); use a vocabulary of at most "
+                        "65536 tokens")
+    return arr.astype(np.uint16)
 
 
 def prepare(text, out_dir, kind="char", val_fraction=0.1):
@@ -83,30 +107,29 @@ def prepare(text, out_dir, kind="char", val_fraction=0.1):
         raise UserError(f"val_fraction={val_fraction} must be between 0 and 1")
     if kind not in ("char", "gpt2"):
         raise UserError(f"tokenizer {kind!r} is not known; choose char or gpt2")
-    os.makedirs(out_dir, exist_ok=True)
     cut = int(len(text) * (1 - val_fraction))
     if kind == "char":
         meta = tokenizer.char_vocab(text)
         encode = lambda s: [meta["stoi"][c] for c in s]  # noqa: E731
+        vocab_size = meta["vocab_size"]
     else:
         meta, enc = None, tokenizer.gpt2_encoding()
-        encode = enc.encode_ordinary
-    splits = {"train": encode(text[:cut]), "val": encode(text[cut:])}
-    # All outputs are written to temporary files first and renamed only when every one is complete.
-    written = {os.path.join(out_dir, f"{s}.bin"): write_bin(os.path.join(out_dir, f"{s}.bin"), ids)
-               for s, ids in splits.items()}
+        encode, vocab_size = enc.encode_ordinary, enc.n_vocab
+    splits = {"train": to_uint16(encode(text[:cut])), "val": to_uint16(encode(text[cut:]))}
+    for split, ids in splits.items():
+        if not ids.size:
+            raise UserError(f"the {split} split is empty: {len(text)} characters are too few for "
+                            f"val_fraction={val_fraction}; use more text")
+    writers = {os.path.join(out_dir, f"{s}.bin"): ids.tofile for s, ids in splits.items()}
     meta_path = os.path.join(out_dir, "meta.pkl")
     if meta is not None:
-        with open(meta_path + ".tmp", "wb") as f:
-            pickle.dump(meta, f)
-        written[meta_path] = meta_path + ".tmp"
-    elif os.path.exists(meta_path):
+        writers[meta_path] = lambda tmp: save_pickle(meta, tmp)
+    os.makedirs(out_dir, exist_ok=True)
+    write_all(writers)
+    if meta is None and os.path.exists(meta_path):
         os.remove(meta_path)  # a stale char vocabulary would be read instead of GPT-2's
-    for final, tmp in written.items():
-        os.replace(tmp, final)
     counts = {s: len(ids) for s, ids in splits.items()}
-    vocab = meta["vocab_size"] if meta else 50257
-    print(f"vocab size: {vocab:,}; train has {counts['train']:,} tokens; val has {counts['val']:,} tokens")
+    print(f"vocab size: {vocab_size:,}; train has {counts['train']:,} tokens; val has {counts['val']:,} tokens")
     return counts
 
 
@@ -115,7 +138,7 @@ def main(argv):
     p.add_argument("inputs", nargs="+", help="text files, or folders of .txt files")
     p.add_argument("--out", required=True, help="output folder, e.g. data/mytext")
     p.add_argument("--tokenizer", default="char", help="char (default) or gpt2")
-    p.add_argument("--val_fraction", type=float, default=0.1)
+    p.add_argument("--val_fraction", type=float, default=0.1, help="the last fraction of the text, for val")
     args = p.parse_args(argv)
     prepare(read_inputs(args.inputs), args.out, args.tokenizer, args.val_fraction)
 

@@ -1,9 +1,13 @@
 """
 Tiny Shakespeare with GPT-2's BPE: writes train.bin and val.bin (uint16) beside this file.
-Uses input.txt here when present, else downloads it. Offline, GPT-2's ranks must be in
-TIKTOKEN_CACHE_DIR (see README).
+Uses input.txt here when present, else downloads it. The first 90% of the text trains, the rest
+validates: 301,966 and 36,059 tokens. Offline, GPT-2's ranks must be in TIKTOKEN_CACHE_DIR (see README).
+
+    python data/shakespeare/prepare.py              # then: python train.py config/train_shakespeare_bpe.py
+    python data/shakespeare/prepare.py --out DIR    # input.txt and outputs in DIR instead
 """
 
+import argparse
 import os
 import sys
 
@@ -12,7 +16,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 from prepare_text import UserError, fetch_shakespeare, prepare  # noqa: E402
 
 if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--out", default=HERE, help="folder of input.txt and the outputs (default: beside this file)")
+    out = p.parse_args().out
     try:
-        prepare(fetch_shakespeare(HERE), HERE, "gpt2")
+        prepare(fetch_shakespeare(out), out, "gpt2")
     except UserError as e:
         sys.exit(f"error: {e}")

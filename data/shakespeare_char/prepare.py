@@ -1,8 +1,13 @@
 """
-Tiny Shakespeare, char-level: writes train.bin, val.bin (uint16) and meta.pkl beside this file.
-Uses input.txt here when present, else downloads it.
+Tiny Shakespeare, char-level: writes train.bin, val.bin (uint16) and meta.pkl (vocab_size, stoi,
+itos) beside this file. Uses input.txt here when present, else downloads it. The first 90% of the
+text trains, the rest validates: 65 symbols, 1,003,854 and 111,540 tokens.
+
+    python data/shakespeare_char/prepare.py              # then: python train.py config/train_shakespeare_char_cpu.py
+    python data/shakespeare_char/prepare.py --out DIR    # input.txt and outputs in DIR instead
 """
 
+import argparse
 import os
 import sys
 
@@ -11,7 +16,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 from prepare_text import UserError, fetch_shakespeare, prepare  # noqa: E402
 
 if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--out", default=HERE, help="folder of input.txt and the outputs (default: beside this file)")
+    out = p.parse_args().out
     try:
-        prepare(fetch_shakespeare(HERE), HERE, "char")
+        prepare(fetch_shakespeare(out), out, "char")
     except UserError as e:
         sys.exit(f"error: {e}")
