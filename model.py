@@ -229,16 +229,16 @@ class GPT(nn.Module):
         self.config.block_size = block_size
         self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+    def configure_optimizers(self, weight_decay, learning_rate, betas):
         # Decay matrices (weights, embeddings); not biases or LayerNorm gains.
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        # The fused kernel does the whole update in a few launches; it exists for CUDA and CPU.
-        fused = device_type in ("cuda", "cpu")
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+        # The fused kernel (CUDA, CPU, MPS) does the whole update in a few launches, and can skip an
+        # update on the device when a gradient is not finite (train.apply_update).
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
 
     def flops_per_token(self):
         """Training FLOPs per token: 6 per parameter (forward + backward) plus attention scores

@@ -7,7 +7,6 @@ Sample from a trained model (or a published GPT-2).
 
 import os
 import sys
-from contextlib import nullcontext
 from types import SimpleNamespace
 
 import torch
@@ -15,7 +14,7 @@ import torch
 import checkpoint
 import tokenizer
 from configurator import UserError, configure
-from train import PRETRAINED, dataset_dir, resolve_device
+from train import PRETRAINED, autocast, dataset_dir, resolve_device
 
 DEFAULTS = dict(
     init_from="resume",  # 'resume' (from out_dir), 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', or a folder
@@ -29,6 +28,7 @@ DEFAULTS = dict(
     seed=1337,
     device="auto",
     dtype="auto",
+    matmul_precision="high",  # as in train.py
     compile=False,
 )
 
@@ -59,7 +59,7 @@ def main(argv):
         encode, decode = (lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})), enc.decode
     model.eval().to(cfg.device)
     if cfg.compile:
-        model = torch.compile(model)
+        model.compile()  # in place: torch.compile(model) would leave model.generate eager
     start = cfg.start
     if start.startswith("FILE:"):
         path = start[5:]
@@ -71,7 +71,7 @@ def main(argv):
     if not ids:
         raise UserError("the prompt is empty; give --start=TEXT")
     x = torch.tensor(ids, dtype=torch.long, device=cfg.device)[None, ...]
-    ctx = nullcontext() if cfg.dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, cfg.dtype))
+    ctx = autocast(cfg, device_type)
     with torch.no_grad(), ctx:
         for _ in range(cfg.num_samples):
             y = model.generate(x, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k)

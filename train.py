@@ -76,6 +76,7 @@ DEFAULTS = dict(
     device="auto",  # 'cuda', 'cpu', 'mps', 'cuda:1', or auto (cuda, else mps, else cpu)
     dtype="auto",  # 'float32', 'bfloat16', 'float16', or auto (bf16 where supported)
     compile=True,
+    matmul_precision="high",  # torch.set_float32_matmul_precision: 'high' allows TF32 on CUDA; exact fp32 on CPU
     backend="auto",  # DDP: 'nccl' on CUDA, 'gloo' on CPU
     threads=0,  # CPU threads per process; 0 keeps torch's default
     seed=1337,
@@ -134,6 +135,7 @@ def validate(cfg):
         "dtype": ("auto", "float32", "bfloat16", "float16"),
         "backend": ("auto", "nccl", "gloo"),
         "nonfinite": ("stop", "skip"),
+        "matmul_precision": ("highest", "high", "medium"),
     }
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
@@ -158,6 +160,7 @@ def resolve_device(cfg):
         raise UserError(f"device={cfg.device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
     if device_type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={cfg.device!r} but CUDA is not available here; use --device=cpu")
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
     if cfg.dtype == "auto":
         if device_type == "cuda":
             cfg.dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -285,7 +288,8 @@ def train_step(model, optimizer, scaler, batches, cfg, ranks, ctx, it):
     per_rank = cfg.gradient_accumulation_steps // ranks.world_size
     loss_sum = 0.0
     for micro, x, y in batches.train(cfg, it, ranks.rank, ranks.world_size):
-        torch.manual_seed(keyed_seed(cfg.seed, DROPOUT, it, micro))
+        if cfg.dropout > 0:
+            torch.manual_seed(keyed_seed(cfg.seed, DROPOUT, it, micro))
         if ranks.ddp:  # all-reduce gradients on the last micro-step only
             model.require_backward_grad_sync = (micro + 1) % per_rank == 0
         with ctx:
@@ -297,6 +301,27 @@ def train_step(model, optimizer, scaler, batches, cfg, ranks, ctx, it):
     params = [p for group in optimizer.param_groups for p in group["params"]]
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
     return loss_sum, norm
+
+
+def apply_update(optimizer, scaler, norm):
+    """Step the optimizer unless the gradient norm is not finite, deciding on the device (no host
+    sync): the fused AdamW kernel skips the update where found_inf is 1. With fp16, GradScaler's
+    own policy (skip the step, lower the scale) applies instead. Returns 1.0 if skipped, else 0.0."""
+    if scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+        skipped = torch.zeros((), device=norm.device)
+    else:
+        skipped = (~torch.isfinite(norm)).float()
+        optimizer.found_inf = skipped
+        optimizer.step()
+        del optimizer.found_inf
+    optimizer.zero_grad(set_to_none=True)
+    return skipped
+
+
+def autocast(cfg, device_type):
+    return nullcontext() if cfg.dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, cfg.dtype))
 
 
 def rng_state():
@@ -406,7 +431,7 @@ def build(cfg, device_type, data_dir):
         model = GPT(model_config(cfg, vocab_size))
     model.config.dropout = cfg.dropout
     model.to(cfg.device)
-    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device_type)
+    optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
     scaler = torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16")
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -458,7 +483,7 @@ def train(cfg, ranks, device_type):
     eval_model = model
     if ranks.ddp:
         model = DDP(model, device_ids=[cfg.device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
-    ctx = nullcontext() if cfg.dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, cfg.dtype))
+    ctx = autocast(cfg, device_type)
     stop = StopRequest()
     tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
     peak = plan.datasheet_peak_flops(cfg.device)
@@ -497,9 +522,27 @@ def train(cfg, ranks, device_type):
     window_t, window_steps, first_window = time.time(), 0, True
     measured_tokens, measured_time = 0, 0.0
     loss_acc = torch.zeros((), device=cfg.device)
+    # Skipped updates are counted on the device and looked at only where the loop syncs anyway.
+    skipped_acc, first_skipped = torch.zeros((), device=cfg.device), torch.full((), -1, device=cfg.device)
+
+    def check_finite():
+        n = int(skipped_acc.item())
+        if n == 0:
+            return
+        where = f"{last_ckpt[0]} (iteration {last_ckpt[1]})" if last_ckpt else "none written yet"
+        if cfg.nonfinite == "stop":
+            raise UserError(f"non-finite loss or gradient norm at iteration {int(first_skipped.item())} (its update "
+                            f"was not applied); last good checkpoint: {where}; lower learning_rate, or set "
+                            "nonfinite='skip'")
+        print(f"{n} update(s) skipped for non-finite gradients, first at iteration {int(first_skipped.item())}")
+        skipped_acc.zero_()
+        first_skipped.fill_(-1)
     while True:
-        if ranks.master and (it % cfg.eval_interval == 0 or it == cfg.max_iters or cfg.eval_only) \
-                and not (evaluated and it == start_iter):
+        due = it % cfg.eval_interval == 0 or it == cfg.max_iters or cfg.eval_only
+        due = due and not (evaluated and it == start_iter)
+        if due:
+            check_finite()  # before anything is evaluated or saved
+        if due and ranks.master:
             losses = evaluate(eval_model, batches, cfg, ctx)
             wall = elapsed0 + time.time() - t_start
             print(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
@@ -517,17 +560,9 @@ def train(cfg, ranks, device_type):
 
         loss, norm = train_step(model, optimizer, scaler, batches, cfg, ranks, ctx, it)
         loss_acc += loss
-        # GradScaler has its own policy for fp16 overflow: it skips the step and lowers the scale.
-        if not scaler.is_enabled() and not torch.isfinite(norm):
-            where = f"{last_ckpt[0]} (iteration {last_ckpt[1]})" if last_ckpt else "none written yet"
-            if cfg.nonfinite == "stop":
-                raise UserError(f"non-finite loss or gradient norm at iteration {it}; last good checkpoint: "
-                                f"{where}; lower learning_rate, or set nonfinite='skip'")
-            print(f"iteration {it}: non-finite gradient norm, update skipped")
-        else:
-            scaler.step(optimizer)
-            scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        skipped = apply_update(optimizer, scaler, norm)
+        skipped_acc += skipped
+        first_skipped = torch.where((first_skipped < 0) & (skipped > 0), it, first_skipped)
         window_steps += 1
 
         if it % cfg.log_interval == 0 or it == cfg.max_iters - 1:
@@ -535,6 +570,7 @@ def train(cfg, ranks, device_type):
                 dist.all_reduce(loss_acc)
                 loss_acc /= ranks.world_size
             lossf = loss_acc.item()  # the host-device sync of this iteration
+            check_finite()
             now = time.time()
             dt = (now - window_t) / window_steps
             tokens_per_s = tokens_per_iter / dt
@@ -554,6 +590,7 @@ def train(cfg, ranks, device_type):
         it += 1
 
         if stop.agreed(ranks, cfg.device):
+            check_finite()
             if ranks.master:
                 path = save(it, False)
                 print(f"stopped by signal {stop.signum} after iteration {it - 1}; saved {path}; "

@@ -104,7 +104,7 @@ def test_weight_tying_and_scaled_init():
 
 def test_optimizer_decays_matrices_only():
     model = GPT(GPTConfig(**SMALL))
-    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95))
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decay["params"])
     assert no_decay["weight_decay"] == 0.0 and all(p.dim() < 2 for p in no_decay["params"])

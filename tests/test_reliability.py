@@ -126,7 +126,7 @@ def test_non_finite_loss(policy, char_dataset, tmp_path):
         assert f"last good checkpoint: {tmp_path}/ckpt.pt (iteration" in line or "none written yet" in line
     else:
         assert r.returncode == 0, r.stderr
-        assert "update skipped" in r.stdout
+        assert "update(s) skipped for non-finite gradients, first at iteration" in r.stdout
     if (tmp_path / "ckpt.pt").exists():
         state = checkpoint.load(str(tmp_path / "ckpt.pt"))["model"]
         assert all(torch.isfinite(t).all() for t in state.values())

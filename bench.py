@@ -1,0 +1,389 @@
+"""
+How fast is a training step, sampling, and each activation? Times the code paths train.py runs.
+
+Training step:      python bench.py config/train_shakespeare_char_cpu.py
+  vs nanoGPT-style: python bench.py config/train_shakespeare_char_cpu.py --reference=True
+Sampling:           python bench.py config/train_shakespeare_char_cpu.py --mode=sample --new_tokens=500
+Every activation:   python bench.py config/train_shakespeare_char_cpu.py --mode=activations
+
+Any train.py key works as it does there (--activation=relu, --batch_size=32, --compile=True,
+--device=cuda, --dtype=bfloat16, --threads=1). Each figure is the median of `repeats` measurements
+of `iters` steps, after `warmup` untimed steps (which pay for compilation, allocator growth and cold
+caches), with min and max beside it: on a shared machine the spread shows how much to trust it.
+When several things are compared, they take turns within each round of measurements, so a load
+that comes and goes falls on all of them alike. CUDA runs asynchronously: every clock read waits
+for the device first.
+"""
+
+import copy
+import itertools
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import plan
+import train
+from configurator import UserError, configure
+from model import ACTIVATIONS, MLP
+
+DEFAULTS = dict(
+    train.DEFAULTS,
+    mode="train",  # 'train' (one optimizer step), 'sample' (generate), 'activations' (every registry entry)
+    warmup=10,  # untimed steps before measuring
+    iters=20,  # steps per measurement
+    repeats=5,  # measurements; their median is reported
+    reference=False,  # train mode: also time a nanoGPT-style eager step on the same config
+    prompt_len=16,  # sample mode: random prompt tokens
+    new_tokens=500,  # sample mode: tokens generated per measurement
+)
+MODES = ("train", "sample", "activations")
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any --threads
+SINGLE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)  # one process, as train.py sees it
+PEAK_SECONDS = (0.1, 0.5)  # how long the peak-measuring matmul should take
+MAX_MATMUL = 32768  # 6 GiB of bf16 operands: the largest GPUs need it to reach 0.1 s
+
+
+def validate(cfg):
+    train.validate(cfg)
+    if cfg.mode not in MODES:
+        raise UserError(f"mode={cfg.mode!r} is not valid; choose one of {', '.join(MODES)}")
+    for key in ("iters", "repeats", "prompt_len", "new_tokens"):
+        if getattr(cfg, key) <= 0:
+            raise UserError(f"{key}={getattr(cfg, key)} must be a positive integer")
+    if cfg.warmup < 0:
+        raise UserError(f"warmup={cfg.warmup} must be >= 0")
+    if cfg.reference and cfg.mode != "train":
+        raise UserError(f"reference=True compares training steps; it needs mode='train', not {cfg.mode!r}")
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def sync(device_type):
+    """Wait for queued device work, so that a clock read covers it."""
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+    elif device_type == "mps":
+        torch.mps.synchronize()
+
+
+def timed(fn, device_type):
+    sync(device_type)
+    t0 = time.perf_counter()
+    fn()
+    sync(device_type)
+    return time.perf_counter() - t0
+
+
+def calls(step, n):
+    return lambda: [step() for _ in range(n)]
+
+
+def measure(entries, device_type, warmup, iters, repeats):
+    """Seconds per call of each entry's step(), for entries of (name, step, threads).
+
+    Every entry warms up first; then each of the `repeats` rounds times `iters` calls of each entry
+    in turn. Returns name -> (first: seconds of the first warm-up call, which includes compiling,
+    or None; times: seconds per call, one per round).
+    """
+    results = {name: SimpleNamespace(first=None, times=[]) for name, _, _ in entries}
+    for name, step, threads in entries:
+        torch.set_num_threads(threads or DEFAULT_THREADS)
+        if warmup:
+            results[name].first = timed(step, device_type)
+            timed(calls(step, warmup - 1), device_type)
+    for _ in range(repeats):
+        for name, step, threads in entries:
+            torch.set_num_threads(threads or DEFAULT_THREADS)
+            results[name].times.append(timed(calls(step, iters), device_type) / iters)
+    return results
+
+
+def spread(times):
+    """Median, min and max in milliseconds, as text."""
+    ms = [1000 * t for t in times]
+    return f"{statistics.median(ms):.2f} ms (min {min(ms):.2f}, max {max(ms):.2f})"
+
+
+def matmul_seconds(n, cfg, device_type, tries):
+    """Best time of an n x n matmul in the run's dtype, after one untimed call (kernel choice)."""
+    a, b = (torch.randn(n, n, device=cfg.device, dtype=getattr(torch, cfg.dtype)) for _ in range(2))
+    a @ b
+    return min(timed(lambda: a @ b, device_type) for _ in range(tries))
+
+
+def measure_peak(cfg, device_type):
+    """FLOP/s of a square matmul in the run's dtype, sized to take 0.1-0.5 s: what this device
+    delivers in practice, a ceiling for MFU where no datasheet figure applies (any CPU).
+    Returns (FLOP/s, matrix size, seconds)."""
+    n = 256
+    while (seconds := matmul_seconds(n, cfg, device_type, 1)) < PEAK_SECONDS[0] and n < MAX_MATMUL:
+        # aim at the middle of the range (time grows as n^3), but at most double n per probe, since
+        # a tiny matmul's time is mostly overhead and would predict far too large a size
+        target = sum(PEAK_SECONDS) / 2
+        n = min(MAX_MATMUL, 256 * math.ceil(n * min(2.0, (target / seconds) ** (1 / 3)) / 256))
+    seconds = min(seconds, matmul_seconds(n, cfg, device_type, 2))
+    return 2 * n**3 / seconds, n, seconds
+
+
+# ----------------------------------------------------------------------------- what train.py runs
+
+
+def compiled(model, cfg):
+    # main() has already turned compile off where train.compile_works says it fails
+    return torch.compile(model) if cfg.compile else model
+
+
+def build(cfg, device_type):
+    """The model (weights per init_from, as train.py), its optimizer and scaler, and the batches."""
+    data_dir = train.dataset_dir(cfg.dataset)
+    torch.manual_seed(cfg.seed)
+    model, optimizer, scaler, _ = train.build(cfg, device_type, data_dir)
+    return model, optimizer, scaler, train.Batches(data_dir, cfg, cfg.device, model.config.vocab_size)
+
+
+def training_step(cfg, device_type):
+    """(model, step) where step() runs one training iteration as train.py does: train.train_step,
+    then train.apply_update, reading the loss back every log_interval iterations."""
+    raw, optimizer, scaler, batches = build(cfg, device_type)
+    model, ctx = compiled(raw, cfg), train.autocast(cfg, device_type)
+    iteration = itertools.count()
+
+    def step():
+        it = next(iteration)
+        loss, norm = train.train_step(model, optimizer, scaler, batches, cfg, SINGLE, ctx, it)
+        train.apply_update(optimizer, scaler, norm)
+        if it % cfg.log_interval == 0:
+            loss.item()
+
+    return raw, step
+
+
+def reference_step(cfg, device_type, like):
+    """step() running one iteration the way nanoGPT's train.py does, on a copy of the model `like`.
+
+    The arithmetic is ours: the same model, batch shape, autocast dtype, clipping and AdamW
+    hyperparameters. The habits are nanoGPT's: the dataset's memmap is opened again for every
+    batch, each batch is stacked from per-row tensors, the next batch is fetched between forward
+    and backward, AdamW updates one tensor at a time (foreach=False, fused=False, what nanoGPT
+    gets off CUDA; on CUDA it asks for the fused kernel), nothing is compiled (nanoGPT's
+    --compile=False), and the loss is read back every iteration.
+    """
+    model = copy.deepcopy(like).train()  # deepcopy keeps lm_head and wte tied
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), foreach=False,
+                                  fused=False)
+    scaler = torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16")
+    ctx = train.autocast(cfg, device_type)
+    path = os.path.join(train.dataset_dir(cfg.dataset), "train.bin")
+    T = cfg.block_size
+
+    def get_batch():
+        data = np.memmap(path, dtype=np.uint16, mode="r")
+        starts = torch.randint(len(data) - T, (cfg.batch_size,))
+        x = torch.stack([torch.from_numpy(data[i : i + T].astype(np.int64)) for i in starts])
+        y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + T].astype(np.int64)) for i in starts])
+        if device_type == "cuda":
+            return x.pin_memory().to(cfg.device, non_blocking=True), y.pin_memory().to(cfg.device, non_blocking=True)
+        return x.to(cfg.device), y.to(cfg.device)
+
+    batch = get_batch()
+    iteration = itertools.count()
+
+    def step():
+        nonlocal batch
+        lr = train.get_lr(next(iteration), cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for _ in range(cfg.gradient_accumulation_steps):
+            with ctx:
+                _, loss = model(*batch)
+                loss = loss / cfg.gradient_accumulation_steps
+            batch = get_batch()
+            scaler.scale(loss).backward()
+        if cfg.grad_clip != 0.0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        loss.item()
+
+    return step
+
+
+# ----------------------------------------------------------------------------- modes
+
+
+def bench_train(cfg, device_type):
+    raw, step = training_step(cfg, device_type)
+    entries = [("ours", step, cfg.threads)]
+    if cfg.reference:
+        # nanoGPT sets no thread count, so its step runs with torch's default
+        entries.append(("nanoGPT-style", reference_step(cfg, device_type, raw), 0))
+    results = measure(entries, device_type, cfg.warmup, cfg.iters, cfg.repeats)
+    torch.set_num_threads(cfg.threads or DEFAULT_THREADS)  # the peak of the run's own threads
+    peak, n, seconds = measure_peak(cfg, device_type)
+    datasheet = plan.datasheet_peak_flops(cfg.device)
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    print(f"model: {raw.get_num_params():,} parameters, activation {raw.config.activation}; "
+          f"tokens per iteration: {tokens_per_iter:,}; FLOPs per token: {raw.flops_per_token():.4g}")
+    print(f"measured peak: {peak / 1e9:,.1f} GFLOP/s ({cfg.dtype} matmul {n}x{n}, {1000 * seconds:.0f} ms)"
+          + (f"; datasheet peak (bf16): {datasheet / 1e12:,.0f} TFLOP/s" if datasheet else ""))
+    for name, r in results.items():
+        tokens_per_s = tokens_per_iter / statistics.median(r.times)
+        mfu = f"MFU {100 * raw.estimate_mfu(tokens_per_s, peak):.1f}% of measured peak"
+        if datasheet:
+            mfu += f", {100 * raw.estimate_mfu(tokens_per_s, datasheet):.1f}% of datasheet"
+        print(f"{name}: {spread(r.times)} per iteration, {tokens_per_s:,.0f} tokens/s, {mfu}")
+        if r.first is not None:
+            compiles = " (includes compiling)" if cfg.compile and name == "ours" else ""
+            print(f"{name}: first warm-up iteration {r.first:.2f} s{compiles}")
+    if cfg.reference:
+        ours, theirs = (statistics.median(r.times) for r in results.values())
+        threads = f"threads: ours {cfg.threads or DEFAULT_THREADS}, reference {DEFAULT_THREADS}"
+        print(f"speedup over the nanoGPT-style step: {theirs / ours:.2f}x ({threads}; "
+              f"{cfg.repeats} interleaved rounds of {cfg.iters} iterations)")
+
+
+def bench_sample(cfg, device_type):
+    """tokens/s of model.generate with and without the KV cache, from the same prompt and seed."""
+    torch.manual_seed(cfg.seed)
+    model = train.build(cfg, device_type, train.dataset_dir(cfg.dataset))[0].eval()
+    ctx = train.autocast(cfg, device_type)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    prompt = torch.randint(model.config.vocab_size, (1, cfg.prompt_len), generator=rng).to(cfg.device)
+    outputs = {}
+
+    def generation(name, use_cache):
+        def step():
+            torch.manual_seed(cfg.seed)
+            with ctx:
+                outputs[name] = model.generate(prompt, cfg.new_tokens, use_cache=use_cache)
+
+        return name, step, cfg.threads
+
+    # train.build has resolved init_from='auto' to 'resume' or 'scratch'
+    source = {"resume": f"{cfg.out_dir}/ckpt.pt", "scratch": "random init"}.get(cfg.init_from, cfg.init_from)
+    print(f"model: {model.get_num_params():,} parameters ({source}), activation {model.config.activation}; "
+          f"prompt {cfg.prompt_len} tokens, {cfg.new_tokens} new, block_size {model.config.block_size}; eager")
+    # a generation is already hundreds of forward passes: one untimed each, then one per round
+    warmup = min(cfg.warmup, 1)
+    print(f"protocol: {warmup} warm-up generation, then {cfg.repeats} rounds of 1")
+    entries = [generation("KV cache", True), generation("no cache", False)]
+    results = measure(entries, device_type, warmup, 1, cfg.repeats)
+    rates = {name: cfg.new_tokens / statistics.median(r.times) for name, r in results.items()}
+    for name, r in results.items():
+        print(f"{name}: {rates[name]:,.1f} tokens/s ({spread(r.times)} per {cfg.new_tokens} tokens)")
+    print(f"cache speedup: {rates['KV cache'] / rates['no cache']:.2f}x")
+    cached, uncached = outputs["KV cache"][0], outputs["no cache"][0]
+    differ = (cached != uncached).nonzero()
+    print("identical tokens with and without the cache: "
+          + ("yes" if len(differ) == 0 else f"NO, first difference at position {differ[0].item()}"))
+
+
+def mlp_step(mlp, x, cfg, device_type):
+    """step(): forward and backward of one MLP, input gradient included as inside the model."""
+    fn, ctx = compiled(mlp, cfg), train.autocast(cfg, device_type)
+
+    def step():
+        with ctx:
+            y = fn(x)
+        y.sum().backward()
+        mlp.zero_grad(set_to_none=True)
+        x.grad = None
+
+    return step
+
+
+def bench_mlp(cfg, device_type):
+    """Our registry MLP with gelu against a hard-coded fc -> GELU -> proj of the same shape."""
+    mcfg = train.model_config(SimpleNamespace(**{**vars(cfg), "activation": "gelu", "dropout": 0.0}), 1)
+    C = mcfg.n_embd
+    torch.manual_seed(cfg.seed)
+    ours = MLP(mcfg).to(cfg.device)
+    plain = nn.Sequential(nn.Linear(C, 4 * C, bias=cfg.bias), nn.GELU(), nn.Linear(4 * C, C, bias=cfg.bias))
+    plain.to(cfg.device)
+    x = torch.randn(cfg.batch_size, cfg.block_size, C, device=cfg.device, requires_grad=True)
+    entries = [("registry", mlp_step(ours, x, cfg, device_type), cfg.threads),
+               ("nn.Sequential", mlp_step(plain, x, cfg, device_type), cfg.threads)]
+    r = measure(entries, device_type, cfg.warmup, cfg.iters, cfg.repeats)
+    ratio = statistics.median(r["registry"].times) / statistics.median(r["nn.Sequential"].times)
+    print(f"MLP alone, forward+backward on {cfg.batch_size}x{cfg.block_size}x{C}: registry gelu "
+          f"{spread(r['registry'].times)}, nn.Sequential(Linear, GELU, Linear) {spread(r['nn.Sequential'].times)}; "
+          f"ratio {ratio:.3f}")
+
+
+def bench_activations(cfg, device_type):
+    """The training step of every registry entry, relative to gelu. All the models are built first
+    so that they take turns within each round; a model too large to hold ten times over is better
+    timed alone, with --mode=train --activation=NAME."""
+    entries, n_params = [], {}
+    for name in ACTIVATIONS:
+        run = SimpleNamespace(**{**vars(cfg), "activation": name, "init_from": "scratch"})  # a fresh model each
+        raw, step = training_step(run, device_type)
+        entries.append((name, step, cfg.threads))
+        n_params[name] = raw.get_num_params()
+    results = measure(entries, device_type, cfg.warmup, cfg.iters, cfg.repeats)
+    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    gelu = statistics.median(results["gelu"].times)
+    print(f"{'activation':<11} {'gated':<5} {'parameters':>11}  {'ms/iter: median (min, max)':<32} "
+          f"{'tokens/s':>10}  vs gelu")
+    for name, (_, gated) in ACTIVATIONS.items():
+        times = results[name].times
+        median = statistics.median(times)
+        print(f"{name:<11} {'yes' if gated else 'no':<5} {n_params[name]:>11,}  {spread(times):<32} "
+              f"{tokens_per_iter / median:>10,.0f}  {median / gelu:.2f}x")
+    bench_mlp(cfg, device_type)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def device_name(cfg, device_type):
+    if device_type == "cuda":
+        return torch.cuda.get_device_name(cfg.device)
+    if device_type == "cpu" and os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            return f"{names[0]}, {len(names)} logical CPUs"
+    return platform.processor() or platform.machine()
+
+
+def load_average():
+    # other work on the machine shows up in timings; print it beside them
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def main(argv):
+    cfg = SimpleNamespace(**configure(DEFAULTS, argv))
+    validate(cfg)
+    device_type = train.resolve_device(cfg)
+    torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
+    cfg.compile = cfg.compile and train.compile_works(cfg.device)  # as train.py: eager where compile fails
+    print(f"bench {cfg.mode}: {cfg.device} ({device_name(cfg, device_type)}), {torch.get_num_threads()} threads, "
+          f"{cfg.dtype}, compile={cfg.compile}, torch {torch.__version__}; load average {load_average()}")
+    if cfg.mode != "sample":
+        print(f"protocol: {cfg.warmup} warm-up iterations, then {cfg.repeats} rounds of {cfg.iters} iterations")
+    {"train": bench_train, "sample": bench_sample, "activations": bench_activations}[cfg.mode](cfg, device_type)
+    print(f"load average at the end: {load_average()}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,52 @@
+"""bench.py: each mode runs on a tiny model and prints figures that agree with each other."""
+
+import re
+
+from conftest import run, tiny
+from model import ACTIVATIONS
+
+QUICK = dict(iters=3, repeats=2, warmup=1)
+
+
+def bench(tmp_path, dataset, **flags):
+    result = run("bench.py", *tiny(tmp_path, dataset, **{**QUICK, **flags}), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_train_mode_prints_time_throughput_and_mfu(char_dataset, tmp_path):
+    out = bench(tmp_path, char_dataset, reference=True)
+    tokens_per_iter = 4 * 32 * 2  # batch_size x block_size x gradient_accumulation_steps of tiny()
+    assert f"tokens per iteration: {tokens_per_iter}" in out
+    assert re.search(r"FLOPs per token: [\d.e+]+", out)
+    assert re.search(r"measured peak: [\d,.]+ GFLOP/s \(float32 matmul \d+x\d+", out)
+    for name in ("ours", "nanoGPT-style"):
+        m = re.search(rf"{name}: ([\d.]+) ms \(min [\d.]+, max [\d.]+\) per iteration, ([\d,]+) tokens/s, "
+                      r"MFU [\d.]+% of measured peak", out)
+        assert m, out
+        ms, tokens_per_s = float(m[1]), float(m[2].replace(",", ""))
+        assert abs(tokens_per_s - tokens_per_iter / (ms / 1000)) <= 0.01 * tokens_per_s + 1
+    assert re.search(r"speedup over the nanoGPT-style step: [\d.]+x", out)
+
+
+def test_sample_mode_cache_gives_identical_tokens(char_dataset, tmp_path):
+    # 40 new tokens after a prompt of 4 overflow block_size 32, so the cached path rebuilds its cache
+    out = bench(tmp_path, char_dataset, mode="sample", prompt_len=4, new_tokens=40)
+    assert re.search(r"KV cache: [\d,.]+ tokens/s", out) and re.search(r"no cache: [\d,.]+ tokens/s", out)
+    assert re.search(r"cache speedup: [\d.]+x", out)
+    assert "identical tokens with and without the cache: yes" in out
+
+
+def test_activations_mode_lists_every_registry_entry(char_dataset, tmp_path):
+    out = bench(tmp_path, char_dataset, mode="activations", iters=1, repeats=1, warmup=0)
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in ACTIVATIONS}
+    assert list(rows) == list(ACTIVATIONS)
+    assert rows["gelu"].endswith(" 1.00x")
+    assert re.search(r"MLP alone, forward\+backward on 4x32x32: .* ratio [\d.]+", out)
+
+
+def test_user_errors_are_one_line(char_dataset, tmp_path):
+    for flag, message in (("--mode=fast", "error: mode='fast' is not valid; choose one of train, sample, activations"),
+                          ("--iters=0", "error: iters=0 must be a positive integer")):
+        result = run("bench.py", *tiny(tmp_path, char_dataset), flag)
+        assert result.returncode == 1 and result.stderr.strip() == message
