@@ -1,0 +1,514 @@
+"""
+The report of a sweep, written from its runs' records alone: summary.json, metrics.jsonl,
+host.json and the final checkpoints (never the logs). sweep.py calls write(); regenerate with
+`python sweep.py SWEEPFILE --report_only=True`.
+
+Writes results/NAME/report.md, runs.csv (raw per-run values) and loss.png. The comparison is paired:
+runs with the same seed share their initialisation and batches, so an activation's difference
+from the reference is taken seed by seed and tested with a paired t-test. The t distribution is
+computed here (no scipy): its CDF through the regularized incomplete beta function.
+"""
+
+import copy
+import csv
+import functools
+import io
+import json
+import math
+import os
+from collections import Counter
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import checkpoint  # noqa: E402
+import train  # noqa: E402
+from configurator import UserError  # noqa: E402
+
+ALPHA = 0.05
+TUNED = "learning_rate"  # with this axis in the grid, each activation is compared at its own best value
+CLAIMS = [("gelu", "relu"), ("none", "gelu"), ("none", "relu")]
+SHOWN = {"gelu": "GELU", "relu": "ReLU", "none": "'none'"}
+ANALYSIS_BATCHES = 4  # validation batches through each final checkpoint for the MLP analyses
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+def betainc(a, b, x):
+    """Regularized incomplete beta I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
+        return 1.0 - betainc(b, a, 1.0 - x)
+    log_front = a * math.log(x) + b * math.log1p(-x) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
+    tiny = 1e-300
+    f, c, d = tiny, tiny, 0.0
+    for j in range(1, 400):
+        # numerators: 1, then d_1, d_2, ... with d_2m = m(b-m)x / ((a+2m-1)(a+2m)) and
+        # d_2m+1 = -(a+m)(a+b+m)x / ((a+2m)(a+2m+1)); every denominator is 1.
+        if j == 1:
+            num = 1.0
+        elif j % 2 == 0:
+            m = (j - 2) // 2
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        else:
+            m = (j - 1) // 2
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * f / a
+
+
+def t_two_sided_p(t, df):
+    """P(|T| >= |t|) for Student's t with df degrees of freedom."""
+    return betainc(df / 2, 0.5, df / (df + t * t))
+
+
+def t_cdf(t, df):
+    tail = 0.5 * t_two_sided_p(t, df)
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p, df):
+    """The t with t_cdf(t, df) = p, by bisection (the CDF is increasing)."""
+    if not 0 < p < 1:
+        raise ValueError(f"p={p} must be in (0, 1)")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        lo, hi = hi, 2 * hi
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def mean_std(xs):
+    """Mean and sample standard deviation (n-1); the std is nan for one value."""
+    n = len(xs)
+    m = sum(xs) / n
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1)) if n > 1 else float("nan")
+
+
+def interval95(xs):
+    """95% confidence interval of the mean (Student t); None for fewer than 2 values."""
+    if len(xs) < 2:
+        return None
+    m, s = mean_std(xs)
+    half = t_quantile(0.975, len(xs) - 1) * s / math.sqrt(len(xs))
+    return m - half, m + half
+
+
+def paired_t(xs, ys):
+    """Paired t-test of xs - ys (two-sided); None for fewer than 2 pairs."""
+    d = [x - y for x, y in zip(xs, ys)]
+    n = len(d)
+    if n < 2:
+        return None
+    m, s = mean_std(d)
+    if s == 0:  # identical differences: no spread to test against
+        t, p = (math.copysign(math.inf, m), 0.0) if m else (0.0, 1.0)
+    else:
+        t = m / (s / math.sqrt(n))
+        p = t_two_sided_p(t, n - 1)
+    half = t_quantile(0.975, n - 1) * s / math.sqrt(n)
+    return SimpleNamespace(n=n, mean=m, sd=s, t=t, p=p, lo=m - half, hi=m + half)
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_records(runs):
+    """The complete runs' records, and the names of runs that are not complete."""
+    records, missing = [], []
+    for run in runs:
+        path = os.path.join(run.dir, "summary.json")
+        summary = read_json(path) if os.path.exists(path) else {}
+        if summary.get("complete") is not True:
+            missing.append(run.name)
+            continue
+        with open(os.path.join(run.dir, "metrics.jsonl")) as f:
+            evals = [r for r in map(json.loads, f) if "val_loss" in r]
+        host_path = os.path.join(run.dir, "host.json")
+        records.append(SimpleNamespace(run=run, summary=summary, evals=evals, best=summary["best_val_loss"],
+                                       host=read_json(host_path) if os.path.exists(host_path) else None))
+    return records, missing
+
+
+def cells(records, sweep):
+    """Records grouped by the grid axes other than the tuned one (say, one group per model size)."""
+    groups = {}
+    for r in records:
+        key = tuple((axis, r.run.axes[axis]) for axis in sweep.grid if axis != TUNED)
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
+def by_activation(records, sweep):
+    groups = {a: [r for r in records if r.run.activation == a] for a in sweep.activations}
+    return {a: rs for a, rs in groups.items() if rs}
+
+
+def at_best_rate(records, sweep):
+    """Each activation's runs at its learning rate of lowest mean best val loss, and that rate."""
+    best = {}
+    for activation, rs in by_activation(records, sweep).items():
+        rates = sorted({r.run.axes[TUNED] for r in rs})
+        means = {lr: mean_std([r.best for r in rs if r.run.axes[TUNED] == lr])[0] for lr in rates}
+        lr = min(rates, key=means.get)
+        best[activation] = (lr, [r for r in rs if r.run.axes[TUNED] == lr])
+    return best
+
+
+def pair(xs, ys):
+    """Best val losses of two lists of runs, matched by seed."""
+    x, y = ({r.run.seed: r.best for r in rs} for rs in (xs, ys))
+    seeds = [s for s in x if s in y]
+    return [x[s] for s in seeds], [y[s] for s in seeds]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and verdicts
+
+def fmt_p(p):
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def fmt_interval(iv):
+    return f"[{iv[0]:.4f}, {iv[1]:.4f}]" if iv else "n/a"
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def comparison_table(groups, reference, rates=None):
+    """One row per activation: spread over seeds, and the paired difference from the reference.
+    groups: activation -> runs; rates: activation -> learning rate, shown when given."""
+    header = ["activation", *(["learning rate"] if rates else []), "seeds", "best val loss (mean ± std)",
+              "95% CI", f"Δ vs {reference} (paired by seed)", "95% CI of Δ", "p (paired t)", "params",
+              "tokens/s (mean)"]
+    rows = []
+    for activation, rs in groups.items():
+        losses = [r.best for r in rs]
+        m, s = mean_std(losses)
+        spread = f"{m:.4f} ± {s:.4f}" if len(rs) > 1 else f"{m:.4f}"
+        if activation == reference:
+            diff = ["reference", "", ""]
+        elif reference not in groups:
+            diff = ["n/a (no reference runs)", "", ""]
+        else:
+            test = paired_t(*pair(rs, groups[reference]))
+            diff = [f"{test.mean:+.4f}", fmt_interval((test.lo, test.hi)), fmt_p(test.p)] if test \
+                else ["n/a (fewer than 2 pairs)", "", ""]
+        params = sorted({r.summary["n_params"] for r in rs})
+        speeds = [r.summary["tokens_per_s"] for r in rs if r.summary.get("tokens_per_s")]
+        rows.append([f"`{activation}`", *([f"{rates[activation]:g}"] if rates else []), len(rs), spread,
+                     fmt_interval(interval95(losses)), *diff, " / ".join(f"{p:,}" for p in params),
+                     f"{sum(speeds) / len(speeds):,.0f}" if speeds else "n/a"])
+    return markdown_table(header, rows)
+
+
+def verdict(a, b, groups):
+    """One line on 'a vs b', worded by the numbers: which is better (lower val loss), by how much,
+    the 95% interval, p, and whether that is significant at ALPHA."""
+    title = f"{SHOWN[a]} vs {SHOWN[b]}"
+    test = paired_t(*pair(groups[a], groups[b]))
+    if test is None:
+        return f"- {title}: n/a (fewer than 2 seeds run with both)"
+    if test.mean == 0:
+        lead = f"{SHOWN[a]} and {SHOWN[b]} reach the same mean best val loss"
+    else:
+        better, worse = (a, b) if test.mean < 0 else (b, a)
+        lead = f"{SHOWN[better]} is better than {SHOWN[worse]} by {abs(test.mean):.4f} in val loss"
+    size = f"{abs(test.mean) / test.sd:.2f} sd of the paired differences" if test.sd else "no spread in the differences"
+    significant = "significant" if test.p < ALPHA else "not significant"
+    return (f"- {title}: {lead} ({size}; 95% CI of {SHOWN[a]} − {SHOWN[b]}: {fmt_interval((test.lo, test.hi))}; "
+            f"paired t-test over {test.n} seeds, two-sided p = {fmt_p(test.p)}): {significant} at alpha "
+            f"{ALPHA} at this scale")
+
+
+def verdicts(groups):
+    return [verdict(a, b, groups) for a, b in CLAIMS if a in groups and b in groups]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the MLPs do, from the final checkpoints
+
+def analysis_device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.lru_cache
+def val_batches(dataset, batch_size, block_size, vocab_size):
+    """The first validation batches of train.py's evaluation (made once per dataset and shape, since
+    opening a dataset checks every token)."""
+    cfg = SimpleNamespace(dataset=dataset, batch_size=batch_size, block_size=block_size)
+    batches = train.Batches(train.dataset_dir(dataset), cfg, analysis_device(), vocab_size)
+    return list(batches.eval("val", ANALYSIS_BATCHES))
+
+
+def load_final(record):
+    """The model of a run's final checkpoint, and validation batches like the ones it was evaluated on."""
+    ckpt = checkpoint.load(os.path.join(record.run.dir, "ckpt.pt"))
+    model = checkpoint.build_model(ckpt).to(analysis_device()).eval()
+    cfg = record.summary["config"]
+    return model, val_batches(cfg["dataset"], cfg["batch_size"], cfg["block_size"], model.config.vocab_size)
+
+
+@torch.no_grad()
+def collapse_check(record):
+    """Fold every MLP of a 'none' model into one Linear and compare the logits on a validation batch."""
+    model, val = load_final(record)
+    x, y = val[0]
+    logits = model(x, y)[0]
+    folded = copy.deepcopy(model)
+    for block in folded.transformer.h:
+        block.mlp = block.mlp.folded()
+
+    def mlp_params(m):
+        return sum(p.numel() for block in m.transformer.h for p in block.mlp.parameters())
+
+    return dict(diff=(folded(x, y)[0] - logits).abs().max().item(), max_logit=logits.abs().max().item(),
+                mlp_before=mlp_params(model), mlp_after=mlp_params(folded),
+                total_before=model.get_num_params(), total_after=folded.get_num_params())
+
+
+class UnitStats:
+    """Running statistics of one MLP's activation output act(x W_fc) (the gate act(x W) in gated
+    MLPs): a forward hook on its c_fc, which recomputes the activation from c_fc's output."""
+
+    def __init__(self, mlp):
+        self.mlp, self.active = mlp, None
+        self.n = self.total = self.abs = self.zeros = 0
+
+    def __call__(self, module, args, out):
+        a = self.mlp.act(out.chunk(2, dim=-1)[0] if self.mlp.gated else out).flatten(0, -2).float()
+        active = (a > 0).any(0)  # per unit: positive on some token
+        self.active = active if self.active is None else self.active | active
+        self.n += a.numel()
+        self.total += a.sum().item()
+        self.abs += a.abs().sum().item()
+        self.zeros += (a == 0).sum().item()
+
+    def result(self):
+        return dict(dead=1 - self.active.float().mean().item(), mean=self.total / self.n,
+                    zeros=self.zeros / self.n, abs=self.abs / self.n)
+
+
+@torch.no_grad()
+def hidden_units(record):
+    """UnitStats of a run's final checkpoint over a few validation batches, averaged over layers."""
+    model, val = load_final(record)
+    stats = [UnitStats(block.mlp) for block in model.transformer.h]
+    handles = [block.mlp.c_fc.register_forward_hook(s) for block, s in zip(model.transformer.h, stats)]
+    for x, y in val:
+        model(x, y)
+    for h in handles:
+        h.remove()
+    layers = [s.result() for s in stats]
+    return {k: sum(layer[k] for layer in layers) / len(layers) for k in layers[0]}
+
+
+def hidden_table(groups):
+    rows = []
+    for activation, rs in groups.items():
+        stats = [hidden_units(r) for r in rs]
+        mean = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
+        rows.append([f"`{activation}`", len(rs), f"{100 * mean['dead']:.1f}%", f"{mean['mean']:+.4f}",
+                     f"{100 * mean['zeros']:.1f}%", f"{mean['abs']:.4f}"])
+    return markdown_table(["activation", "checkpoints", "units never active (≤ 0 on every token)",
+                           "mean output", "exact zeros", "mean abs output"], rows)
+
+
+def collapse_table(records):
+    rows = []
+    for r in records:
+        c = collapse_check(r)
+        rows.append([r.run.name, f"{c['diff']:.2e}", f"{c['max_logit']:.2f}", f"{c['mlp_before']:,}",
+                     f"{c['mlp_after']:,}", f"{c['total_before']:,}", f"{c['total_after']:,}"])
+    return markdown_table(["run", "max abs logit difference, folded vs unfolded", "max abs logit", "MLP params",
+                           "MLP params folded",
+                           "model params", "model params folded"], rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plot and raw values
+
+def mean_curve(rs):
+    """Mean val loss (with min and max) and mean wall time at the iterations every run evaluated."""
+    iters = sorted(set.intersection(*({e["iter"] for e in r.evals} for r in rs)))
+    curves = [{e["iter"]: e for e in r.evals} for r in rs]
+    loss = [[c[i]["val_loss"] for c in curves] for i in iters]
+    wall = [sum(c[i]["wall_s"] for c in curves) / len(curves) for i in iters]
+    return iters, wall, [sum(v) / len(v) for v in loss], [min(v) for v in loss], [max(v) for v in loss]
+
+
+def plot(panels, path):
+    """panels: (title, {label: runs}); one row per panel: val loss against iteration and wall time."""
+    fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4 * len(panels)), squeeze=False)
+    for row, (title, curves) in zip(axes, panels):
+        for i, (label, rs) in enumerate(curves.items()):
+            iters, wall, mean, lo, hi = mean_curve(rs)
+            for ax, x in zip(row, (iters, wall)):
+                ax.plot(x, mean, color=f"C{i % 10}", label=f"{label} ({len(rs)} seeds)")
+                ax.fill_between(x, lo, hi, color=f"C{i % 10}", alpha=0.2)
+        for ax, xlabel in zip(row, ("iteration", "wall time (s)")):
+            ax.set(xlabel=xlabel, ylabel="val loss", title=f"{title}: mean over seeds, band min–max")
+            ax.grid(alpha=0.3)
+        row[0].legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    checkpoint.atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def write_csv(records, sweep, path):
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["run", "activation", "seed", *sweep.grid, "best_val_loss", "final_val_loss", "n_params",
+                     "tokens_per_s", "wall_s"])
+    for r in records:
+        s = r.summary
+        writer.writerow([r.run.name, r.run.activation, r.run.seed, *(r.run.axes[a] for a in sweep.grid),
+                         s["best_val_loss"], s["final_val_loss"], s["n_params"], s["tokens_per_s"], s["wall_s"]])
+    checkpoint.atomic_write(path, lambda f: f.write(out.getvalue().encode()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+def distinct(values):
+    return ", ".join(sorted({str(v) for v in values}))
+
+
+def duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 \
+        else f"{seconds / 3600:.1f} h"
+
+
+def host_line(host):
+    if host is None:
+        return "unknown (no host.json)"
+    gpus = sorted(set(host["gpus"]))
+    gpu = f"{len(host['gpus'])} × {gpus[0]}; " if len(gpus) == 1 else "".join(f"{g}; " for g in gpus)
+    return f"{gpu}{host['cpu']}, {host['cores']} cores"
+
+
+def header(sweep, records, missing, command):
+    hosts = Counter(host_line(r.host) for r in records)
+    tokens = distinct(f"{r.summary['tokens_seen']:,}" for r in records)
+    lines = [
+        f"# Sweep `{sweep.name}`: MLP activations",
+        "",
+        f"Regenerate this report (and runs.csv, loss.png) from the run records: `{command}`",
+        "",
+        f"- runs: {len(records)} of {len(records) + len(missing)} complete"
+        + (f"; not complete: {', '.join(missing)}" if missing else ""),
+        f"- git revision of the runs: {distinct(r.summary['git'] for r in records)}",
+        f"- torch: {distinct(r.summary['torch'] for r in records)}; device: "
+        f"{distinct(r.summary['device'] for r in records)}; processes per run: "
+        f"{distinct(r.summary['world_size'] for r in records)}",
+        "- hardware: " + "; ".join(f"{h} ({n} runs)" for h, n in hosts.items()),
+        f"- iterations per run: {distinct(r.summary['iters'] for r in records)}; tokens per run: {tokens}",
+        f"- total wall time of the runs: {duration(sum(r.summary['wall_s'] for r in records))} "
+        "(sum over runs; runs side by side overlap)",
+        "",
+        "Loss is the best validation loss of a run (lower is better). Every activation runs with the same seeds, "
+        "and a seed fixes the initialisation and the batches, so differences from the reference "
+        f"(`{sweep.reference}`) are paired by seed and tested with a two-sided paired t-test; 95% intervals use "
+        "Student's t. Raw per-run values: runs.csv.",
+    ]
+    return lines
+
+
+def cell_title(key, sweep):
+    if not key:
+        return "Results"
+    parts = []
+    for axis, value in key:
+        bundle = sweep.grid[axis]
+        keys = f" ({', '.join(f'{k}={v}' for k, v in bundle[value].items())})" if isinstance(bundle, dict) else ""
+        parts.append(f"{axis}={value}{keys}")
+    return ", ".join(parts)
+
+
+def cell_section(title, rs, sweep):
+    """The markdown of one cell, its loss curves to plot (label -> runs) and its verdicts. With a
+    learning-rate axis, each activation is judged and plotted at its best rate."""
+    lines = ["", f"## {title}"]
+    if TUNED in sweep.grid:
+        for lr in sorted({r.run.axes[TUNED] for r in rs}):
+            lines += ["", f"### Learning rate {lr:g}", "",
+                      comparison_table(by_activation([r for r in rs if r.run.axes[TUNED] == lr], sweep),
+                                       sweep.reference)]
+        best = at_best_rate(rs, sweep)
+        groups = {a: runs for a, (_, runs) in best.items()}
+        curves = {f"{a}, lr {lr:g}": runs for a, (lr, runs) in best.items()}
+        lines += ["", "### Each activation at its own best learning rate", "",
+                  "An activation's best learning rate is the one of lowest mean best val loss over its seeds. "
+                  "It is chosen on the same runs it is then judged by, which flatters every activation a "
+                  "little (most where seeds are few).", "",
+                  comparison_table(groups, sweep.reference, {a: lr for a, (lr, _) in best.items()})]
+    else:
+        groups = curves = by_activation(rs, sweep)
+        lines += ["", comparison_table(groups, sweep.reference)]
+    found = verdicts(groups)
+    if found:
+        lines += ["", "### Verdicts", "", *found]
+    lines += ["", "### MLP hidden units", "",
+              f"The activation's output act(x·W_fc) (for gated MLPs, the gate act(x·W)), from forward hooks on "
+              f"c_fc, on {ANALYSIS_BATCHES} validation batches through each final checkpoint; averaged over layers, "
+              "then over checkpoints. A unit never active gives ≤ 0 on every token (a dead unit, for ReLU-like "
+              "activations).", "", hidden_table(groups)]
+    if "none" in groups:
+        lines += ["", "### Linear collapse of 'none'", "",
+                  "Each MLP of the final checkpoint folded into one n_embd × n_embd Linear (MLP.folded()); logits "
+                  "of the folded and the unfolded model compared on a validation batch.", "",
+                  collapse_table(groups["none"])]
+    return lines, curves, found
+
+
+def write(sweep, runs, command):
+    """Write report.md, runs.csv and loss.png; return the report's path and its verdict lines."""
+    records, missing = load_records(runs)
+    out_dir = os.path.join(sweep.results_dir, sweep.name)
+    if not records:
+        raise UserError(f"no complete runs under {os.path.join(out_dir, 'runs')}; run the sweep first")
+    lines = header(sweep, records, missing, command)
+    panels, printed = [], []
+    groups_by_cell = cells(records, sweep)
+    for key, rs in groups_by_cell.items():
+        title = cell_title(key, sweep)
+        section, curves, found = cell_section(title, rs, sweep)
+        lines += section
+        panels.append((title, curves))
+        printed += [f"[{title}] {v[2:]}" if len(groups_by_cell) > 1 else v[2:] for v in found]
+    lines += ["", "## Loss curves", "", "Validation loss, mean over seeds with a min–max band; "
+              "each activation at its best learning rate where the grid has one.", "", "![val loss](loss.png)", ""]
+    write_csv(records, sweep, os.path.join(out_dir, "runs.csv"))
+    plot(panels, os.path.join(out_dir, "loss.png"))
+    path = os.path.join(out_dir, "report.md")
+    checkpoint.atomic_write(path, lambda f: f.write("\n".join(lines).encode()))
+    return path, printed

@@ -1,0 +1,315 @@
+"""
+Run a grid of training runs (every activation x seed x the sweep's other axes) and report on them.
+
+    python sweep.py config/sweep_claim_cpu.py
+    python sweep.py config/sweep_claim_cpu.py --parallel=1 --threads=2
+    python sweep.py config/sweep_claim_cpu.py --report_only=True   # rewrite the report from the records
+
+A sweep file is Python that assigns keys of DEFAULTS below (flags override them, as for train.py).
+Each run is `train.py BASE --key=value ...` with, left to right: the sweep's overrides, the run's
+grid values, its activation and seed, out_dir=RESULTS/NAME/runs/RUN, and the sweep's threads and
+wandb settings. A grid axis is either a train.py key with a list of values,
+
+    grid = {"learning_rate": [3e-4, 1e-3, 3e-3]}             # runs gelu-lr3e-4-s1, ...
+
+or a name with labelled bundles of train.py keys, for settings that must change together:
+
+    grid = {"size": {"small": dict(n_layer=2, n_head=2, n_embd=64), "large": dict(...)}}  # gelu-small-s1
+
+Run names are the activation, each axis in grid order, then the seed. A run whose summary.json is
+complete is skipped; one with a ckpt.pt continues from it (train.py's resume is exact), so an
+interrupted sweep is finished by running the same command again. Each run's output goes to
+train.log in its folder; a failed run is reported with that path and the sweep goes on, exiting 1
+at the end. The report (report.py) is written from the runs' records at the end of every sweep.
+
+The defaults, 2 runs side by side with 1 thread each, are for CPUs; GPU sweep files set their own.
+Measured on a 2-core Xeon (otherwise idle), 4 runs of config/train_shakespeare_char_cpu.py at
+max_iters=300 through this script: 2 runs x 1 thread took 43.6, 38.2 and 37.7 s; 1 run x 2 threads
+took 52.8 and 51.4 s (about 45 vs 29 ms per iteration and run: 34k vs 27k tokens/s for the machine).
+Worse, 1 run x 2 threads took 194.8 s once when another process was using the CPUs too: threads
+that wait on each other lose the most when the cores are shared.
+"""
+
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import checkpoint
+import report
+import train
+from configurator import UserError, configure
+from model import ACTIVATIONS
+
+DEFAULTS = dict(
+    name="",  # the sweep's folder under results_dir, and its wandb group
+    base="",  # the train.py config file every run starts from
+    activations=[],  # names from model.ACTIVATIONS
+    reference="gelu",  # the activation every other one is compared with in the report
+    seeds=[1],
+    grid={},  # more axes: {train.py key: [values]} or {axis name: {label: {train.py key: value}}}
+    overrides={},  # train.py keys set in every run
+    parallel=2,  # runs at a time (measured best on a 2-core CPU: see above)
+    threads=1,  # torch threads per training process; 0 keeps torch's default
+    torchrun=0,  # processes per run under torchrun --standalone; 0 runs plain python
+    wandb_log=False,  # one wandb group per sweep (its name), runs named like their folders
+    results_dir="results",
+    report_only=False,  # rewrite the report from the existing runs and exit
+)
+
+# train.py keys the sweep sets for each run itself.
+RUN_KEYS = ("activation", "seed", "out_dir", "threads", "wandb_log", "wandb_group", "wandb_run_name")
+SHORT = {"learning_rate": "lr"}  # axis names abbreviated in run names
+SAFE = re.compile(r"^[A-Za-z0-9_.]+$")
+TRAIN_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
+POLL_S = 0.5
+
+
+def load_sweep(argv):
+    if not argv or argv[0].startswith("--"):
+        raise UserError("give a sweep file first: python sweep.py config/sweep_claim_cpu.py [--key=value ...]")
+    sweep = SimpleNamespace(**configure(DEFAULTS, argv))
+    validate(sweep)
+    return sweep
+
+
+def validate(sweep):
+    if not SAFE.match(sweep.name.replace("-", "_")):
+        raise UserError(f"name={sweep.name!r} must be a plain folder name (letters, digits, '_', '-', '.')")
+    if not sweep.base:
+        raise UserError("base='' names no train config; set base='config/train_shakespeare_char_cpu.py' or another")
+    if not sweep.activations or any(a not in ACTIVATIONS for a in sweep.activations):
+        raise UserError(f"activations={sweep.activations!r}: list one or more of {', '.join(ACTIVATIONS)}")
+    if len(set(sweep.activations)) < len(sweep.activations):
+        raise UserError(f"activations={sweep.activations!r} repeats a name")
+    if sweep.reference not in sweep.activations:
+        raise UserError(f"reference={sweep.reference!r} is not among activations {sweep.activations}; add it")
+    if not sweep.seeds or any(type(s) is not int for s in sweep.seeds) or len(set(sweep.seeds)) < len(sweep.seeds):
+        raise UserError(f"seeds={sweep.seeds!r} must be a list of distinct integers")
+    for key in ("parallel", "threads", "torchrun"):
+        if getattr(sweep, key) < (1 if key == "parallel" else 0):
+            raise UserError(f"{key}={getattr(sweep, key)} is out of range; see sweep.py's DEFAULTS")
+    check_train_keys(sweep.overrides, "overrides")
+    for axis, values in sweep.grid.items():
+        if isinstance(values, dict):
+            if not values or any(not SAFE.match(str(label)) or not isinstance(keys, dict)
+                                 for label, keys in values.items()):
+                raise UserError(f"grid axis {axis!r} must map labels (letters, digits, '_', '.') to dicts "
+                                "of train.py keys, e.g. {'small': dict(n_embd=64)}")
+            for keys in values.values():
+                check_train_keys(keys, f"grid axis {axis!r}")
+        elif isinstance(values, list) and values:
+            check_train_keys({axis: values[0]}, "grid")
+        else:
+            raise UserError(f"grid axis {axis!r} must be a non-empty list of values or a dict of labelled bundles")
+
+
+def check_train_keys(keys, where):
+    for key in keys:
+        if key in RUN_KEYS:
+            raise UserError(f"{where} sets {key!r}, which the sweep sets for each run; use its own keys instead")
+        if key not in train.DEFAULTS:
+            raise UserError(f"{where} names {key!r}, which is not a train.py key")
+
+
+def label(value):
+    """A grid value as it appears in a run name: 0.001 -> 1e-3, 0.2 -> 0.2, 128 -> 128."""
+    if isinstance(value, float):
+        mantissa, exponent = f"{value:e}".split("e")
+        if int(exponent) < -1:
+            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+        return f"{value:g}"
+    text = str(value)
+    if not SAFE.match(text):
+        raise UserError(f"grid value {value!r} cannot be part of a run name; use letters, digits, '_' or '.'")
+    return text
+
+
+def plan(sweep):
+    """Every run of the sweep: name, folder, activation, seed, its grid values and its train.py keys."""
+    combos = [({}, [], {})]  # (axis -> value, or label for a bundle; run-name parts; train.py keys)
+    for axis, values in sweep.grid.items():
+        if isinstance(values, dict):
+            options = [(lab, lab, keys) for lab, keys in values.items()]
+        else:
+            options = [(v, f"{SHORT.get(axis, axis)}{label(v)}", {axis: v}) for v in values]
+        combos = [({**axes, axis: value}, [*parts, part], {**keys, **more})
+                  for axes, parts, keys in combos for value, part, more in options]
+    runs = []
+    for activation in sweep.activations:
+        for axes, parts, keys in combos:
+            for seed in sweep.seeds:
+                name = "-".join([activation, *parts, f"s{seed}"])
+                runs.append(SimpleNamespace(
+                    name=name, dir=os.path.join(sweep.results_dir, sweep.name, "runs", name),
+                    activation=activation, seed=seed, axes=axes,
+                    keys={**sweep.overrides, **keys, "activation": activation, "seed": seed},
+                ))
+    if len({r.name for r in runs}) < len(runs):
+        raise UserError(f"grid {sweep.grid!r} gives two runs the same name; make its values distinct")
+    return runs
+
+
+def train_flags(sweep, run):
+    keys = {**run.keys, "out_dir": run.dir, "threads": sweep.threads, "wandb_log": sweep.wandb_log}
+    if sweep.wandb_log:
+        keys.update(wandb_group=sweep.name, wandb_run_name=run.name)
+    return [f"--{k}={v!r}" for k, v in keys.items()]
+
+
+def check_runs(sweep, runs):
+    """Fail before launching anything if a run's config is invalid, or a run folder holds a run
+    made with other settings (say, max_iters changed in the sweep file without a new name)."""
+    for run in runs:
+        try:
+            configure(train.DEFAULTS, [sweep.base, *train_flags(sweep, run)])
+        except UserError as e:
+            raise UserError(f"run {run.name}: {e}") from None
+        path = os.path.join(run.dir, "config.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                saved = json.load(f)
+            for key, value in run.keys.items():
+                # init_from records how the latest attempt began ('resume' after the first).
+                if key != "init_from" and saved.get(key) != value:
+                    raise UserError(f"{run.dir} was made with {key}={saved.get(key)!r} but the sweep asks for "
+                                    f"{value!r}; give the sweep a new name or delete that folder")
+
+
+def is_complete(run):
+    path = os.path.join(run.dir, "summary.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return json.load(f).get("complete") is True
+
+
+def hardware():
+    """CPU model, core count and GPU names of this machine (nvidia-smi, so the runner itself
+    never takes GPU memory from the runs)."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    gpus = []
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True)
+        gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return dict(cpu=cpu, cores=os.cpu_count(), gpus=gpus)
+
+
+def launch(sweep, run, host):
+    os.makedirs(run.dir, exist_ok=True)
+    # host.json says where the run's records were made; the report's header reads it.
+    checkpoint.write_json(os.path.join(run.dir, "host.json"), host)
+    launcher = [sys.executable]
+    if sweep.torchrun:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={sweep.torchrun}"]
+    flags = train_flags(sweep, run)
+    if os.path.exists(os.path.join(run.dir, "ckpt.pt")):
+        flags.append("--init_from='resume'")  # else the base config's own init (scratch, gpt2, ...)
+    cmd = [*launcher, TRAIN_PY, sweep.base, *flags]
+    with open(os.path.join(run.dir, "train.log"), "a") as log:
+        log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}\n")
+        log.flush()
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+class StopRequest:
+    """While runs go on, SIGINT/SIGTERM stop the sweep between polls: no new run starts, and the
+    running ones are asked to checkpoint and exit."""
+
+    def __enter__(self):
+        self.signum = 0
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum, frame):
+        self.signum = signum
+
+
+def execute(sweep, runs, stop):
+    """Run what is not complete yet, `parallel` at a time, until done or stopped; return the names
+    of failed runs."""
+    todo = [r for r in runs if not is_complete(r)]
+    done = len(runs) - len(todo)
+    print(f"sweep {sweep.name}: {len(runs)} runs, {done} already complete; {len(todo)} to run, "
+          f"{sweep.parallel} at a time, {sweep.threads or 'default'} threads each")
+    host = hardware()
+    pending, running, failed, durations = list(todo), {}, [], []
+    try:
+        while (pending or running) and not stop.signum:
+            while pending and len(running) < sweep.parallel:
+                run = pending.pop(0)
+                running[run.name] = (run, launch(sweep, run, host), time.time())
+            time.sleep(POLL_S)
+            for name, (run, proc, t0) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                done += 1
+                if proc.returncode == 0 and is_complete(run):
+                    durations.append(time.time() - t0)
+                    left = len(pending) + len(running)
+                    eta = sum(durations) / len(durations) * left / min(sweep.parallel, max(left, 1))
+                    print(f"[{done}/{len(runs)}] {name} finished in {durations[-1]:.0f} s; "
+                          f"ETA {report.duration(eta)}", flush=True)
+                else:
+                    failed.append(name)
+                    print(f"[{done}/{len(runs)}] {name} FAILED (exit {proc.returncode}); "
+                          f"log: {os.path.join(run.dir, 'train.log')}", flush=True)
+    finally:
+        # Stopped: each training process checkpoints on SIGTERM, so running the sweep again resumes it.
+        for _, proc, _ in running.values():
+            proc.terminate()
+        for _, proc, _ in running.values():
+            proc.wait()
+    return failed
+
+
+def regenerate_command(argv):
+    kept = [a for a in argv if not a.startswith("--report_only=")]
+    return shlex.join(["python", "sweep.py", *kept, "--report_only=True"])
+
+
+def main(argv):
+    sweep = load_sweep(argv)
+    runs = plan(sweep)
+    failed = []
+    if not sweep.report_only:
+        check_runs(sweep, runs)
+        with StopRequest() as stop:
+            failed = execute(sweep, runs, stop)
+        if stop.signum:
+            print("stopped; running the same command again resumes the sweep", file=sys.stderr)
+            return 128 + stop.signum
+    if sweep.report_only or any(is_complete(r) for r in runs):  # else every run failed: nothing to report
+        path, verdicts = report.write(sweep, runs, regenerate_command(argv))
+        print(f"report: {path}")
+        for line in verdicts:
+            print(line)
+    if failed:
+        print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}; see each run's train.log, fix, and "
+              "run the same command again", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,278 @@
+"""
+Guards sweep.py and report.py: a tiny real sweep (train.py subprocesses on a small char corpus) makes
+a report that agrees with its run records; a sweep stopped mid-way resumes without redoing finished
+runs; a failed run is reported and the sweep goes on; every sweep file in config/ resolves; and the
+statistics match values computed by hand (closed forms and printed t tables).
+"""
+
+import csv
+import glob
+import io
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from types import SimpleNamespace
+
+import pytest
+
+import report
+import sweep
+from configurator import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = os.path.join(ROOT, "config", "train_shakespeare_char_cpu.py")
+TINY = dict(max_iters=4, eval_interval=2, eval_iters=2, log_interval=1, n_layer=1, n_head=2, n_embd=16,
+            block_size=16, batch_size=4, device="cpu", compile=False)
+
+
+def write_sweep(tmp, dataset, **keys):
+    keys = {"name": "tiny", "base": BASE, "results_dir": str(tmp / "results"), "threads": 1, **keys}
+    keys["overrides"] = {**TINY, "dataset": str(dataset), **keys.get("overrides", {})}
+    path = tmp / f"sweep_{keys['name']}.py"
+    path.write_text("".join(f"{k} = {v!r}\n" for k, v in keys.items()))
+    return str(path)
+
+
+def run_sweep(path, *flags):
+    """sweep.py's main in this process (its runs are train.py subprocesses all the same)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = sweep.main([path, *flags])
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def summaries(run_dir):
+    out = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "*", "summary.json"))):
+        with open(path) as f:
+            out[os.path.basename(os.path.dirname(path))] = json.load(f)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, char_dataset):
+    """gelu and relu x seeds 1, 2, one run at a time: stopped (SIGINT) once the first run is
+    complete, then run again to the end. Returns what the test of resumption needs."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    path = write_sweep(tmp, char_dataset, activations=["gelu", "relu"], seeds=[1, 2], parallel=1)
+    runs_dir = str(tmp / "results" / "tiny" / "runs")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "sweep.py"), path], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not summaries(runs_dir) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stopped_output, _ = proc.communicate(timeout=120)
+    before = {name: os.path.getmtime(os.path.join(runs_dir, name, "summary.json")) for name in summaries(runs_dir)}
+    resumed = run_sweep(path)
+    return SimpleNamespace(path=path, runs_dir=runs_dir, out_dir=os.path.dirname(runs_dir), stopped=proc,
+                           stopped_output=stopped_output, before=before, resumed=resumed)
+
+
+def test_stopped_sweep_resumes_without_redoing_finished_runs(tiny):
+    assert tiny.stopped.returncode == 128 + signal.SIGINT, tiny.stopped_output
+    assert 1 <= len(tiny.before) < 4, "the sweep was stopped after its first run and before its last"
+    assert tiny.resumed.returncode == 0, tiny.resumed.stdout + tiny.resumed.stderr
+    assert f"{len(tiny.before)} already complete" in tiny.resumed.stdout
+    after = summaries(tiny.runs_dir)
+    assert sorted(after) == ["gelu-s1", "gelu-s2", "relu-s1", "relu-s2"]
+    assert all(s["complete"] for s in after.values())
+    for name, mtime in tiny.before.items():
+        assert os.path.getmtime(os.path.join(tiny.runs_dir, name, "summary.json")) == mtime, f"{name} was redone"
+
+    # A run killed after its last checkpoint continues from ckpt.pt; the others stay untouched.
+    os.remove(os.path.join(tiny.runs_dir, "relu-s2", "summary.json"))
+    mtimes = {n: os.path.getmtime(os.path.join(tiny.runs_dir, n, "summary.json")) for n in summaries(tiny.runs_dir)}
+    again = run_sweep(tiny.path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 already complete; 1 to run" in again.stdout
+    with open(os.path.join(tiny.runs_dir, "relu-s2", "train.log")) as f:
+        assert "resuming from" in f.read()
+    assert summaries(tiny.runs_dir)["relu-s2"]["complete"]
+    for name, mtime in mtimes.items():
+        assert os.path.getmtime(os.path.join(tiny.runs_dir, name, "summary.json")) == mtime
+
+
+def report_rows(text, activation):
+    """The activation's row in each of the report's tables, as lists of cells."""
+    lines = [line for line in text.splitlines() if line.startswith(f"| `{activation}` |")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_report_agrees_with_run_records(tiny):
+    assert tiny.resumed.returncode == 0
+    records = summaries(tiny.runs_dir)
+    with open(os.path.join(tiny.out_dir, "runs.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["run"] for r in rows) == sorted(records)
+    for row in rows:
+        s = records[row["run"]]
+        assert (row["activation"], int(row["seed"])) == (s["activation"], s["seed"])
+        assert float(row["best_val_loss"]) == s["best_val_loss"]
+        assert float(row["final_val_loss"]) == s["final_val_loss"]
+        assert int(row["n_params"]) == s["n_params"]
+        assert float(row["wall_s"]) == s["wall_s"]
+
+    with open(os.path.join(tiny.out_dir, "report.md")) as f:
+        text = f.read()
+    gelu = [records[f"gelu-s{i}"]["best_val_loss"] for i in (1, 2)]
+    relu = [records[f"relu-s{i}"]["best_val_loss"] for i in (1, 2)]
+    mean, std = sum(gelu) / 2, abs(gelu[0] - gelu[1]) / math.sqrt(2)
+    row = report_rows(text, "gelu")[0]
+    assert row[1] == "2"
+    assert row[2] == f"{mean:.4f} ± {std:.4f}"
+    assert row[7] == f"{records['gelu-s1']['n_params']:,}"
+    half = 12.7062 * std / math.sqrt(2)  # t(0.975, df=1) from a printed table
+    lo, hi = (float(v) for v in row[3].strip("[]").split(","))
+    assert lo == pytest.approx(mean - half, abs=2e-4) and hi == pytest.approx(mean + half, abs=2e-4)
+    diff = (relu[0] - gelu[0] + relu[1] - gelu[1]) / 2
+    assert report_rows(text, "relu")[0][4] == f"{diff:+.4f}"
+    assert "- GELU vs ReLU: " in text and "paired t-test over 2 seeds" in text
+    # ReLU outputs exact zeros for every negative input; exact GELU only at 0.
+    relu_units, gelu_units = report_rows(text, "relu")[1], report_rows(text, "gelu")[1]
+    assert float(relu_units[-2].rstrip("%")) > 10 and gelu_units[-2] == "0.0%"
+    assert "python sweep.py " in text and "--report_only=True" in text
+    assert os.path.getsize(os.path.join(tiny.out_dir, "loss.png")) > 0
+
+
+def test_report_only_rewrites_the_same_report(tiny):
+    report_path = os.path.join(tiny.out_dir, "report.md")
+    with open(report_path) as f:
+        first = f.read()
+    out = run_sweep(tiny.path, "--report_only=True")
+    assert out.returncode == 0, out.stderr
+    assert "GELU vs ReLU" in out.stdout  # the verdict is printed
+    with open(report_path) as f:
+        assert f.read() == first
+
+
+def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, char_dataset):
+    # n_head=3 does not divide n_embd=16: that run fails inside train.py; the next one still runs.
+    path = write_sweep(tmp_path, char_dataset, name="fails", activations=["gelu"], seeds=[1],
+                       grid={"n_head": [3, 2]}, parallel=1)
+    out = run_sweep(path)
+    assert out.returncode == 1
+    log = os.path.join(str(tmp_path), "results", "fails", "runs", "gelu-n_head3-s1", "train.log")
+    assert f"gelu-n_head3-s1 FAILED (exit 1); log: {log}" in out.stdout
+    assert "error: 1 run(s) failed: gelu-n_head3-s1" in out.stderr
+    assert summaries(os.path.dirname(os.path.dirname(log)))["gelu-n_head2-s1"]["complete"]
+    with open(os.path.join(str(tmp_path), "results", "fails", "report.md")) as f:
+        assert "not complete: gelu-n_head3-s1" in f.read()
+
+
+@pytest.mark.parametrize("keys, message", [
+    (dict(activations=["gelu", "tanh"]), "activations="),
+    (dict(activations=["relu"]), "reference='gelu' is not among"),
+    (dict(overrides={"seed": 3}), "which the sweep sets for each run"),
+    (dict(overrides={"max_iter": 3}), "not a train.py key"),
+    (dict(grid={"learning_rate": []}), "non-empty list"),
+    (dict(seeds=[1, 1]), "distinct integers"),
+])
+def test_sweep_file_mistakes_are_user_errors(tmp_path, keys, message):
+    path = write_sweep(tmp_path, "unused", **{"activations": ["gelu"], **keys})
+    with pytest.raises(UserError, match=re.escape(message)):
+        sweep.load_sweep([path])
+
+
+def test_bad_value_type_names_the_run(tmp_path):
+    s = sweep.load_sweep([write_sweep(tmp_path, "unused", activations=["gelu"], overrides={"max_iters": 2.5})])
+    with pytest.raises(UserError, match=r"run gelu-s1: .*max_iters=2.5"):
+        sweep.check_runs(s, sweep.plan(s))
+
+
+def test_run_folder_made_with_other_settings_is_refused(tmp_path):
+    s = sweep.load_sweep([write_sweep(tmp_path, "unused", activations=["gelu"])])
+    run = sweep.plan(s)[0]
+    os.makedirs(run.dir)
+    with open(os.path.join(run.dir, "config.json"), "w") as f:
+        json.dump({**run.keys, "max_iters": 2, "init_from": "resume"}, f)
+    with pytest.raises(UserError, match=r"was made with max_iters=2 but the sweep asks for 4"):
+        sweep.check_runs(s, [run])
+
+
+def test_entry_point_prints_user_errors(tmp_path):
+    path = write_sweep(tmp_path, "unused", activations=["gelu", "tanh"])
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "sweep.py"), path], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: activations=") and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "config", "sweep_*.py"))))
+def test_sweep_files_resolve(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # base paths are relative to the repository root
+    s = sweep.load_sweep([path, f"--results_dir={str(tmp_path)!r}"])
+    if not os.path.isfile(s.base):
+        pytest.skip(f"{s.base} is not in the repository yet")
+    sweep.check_runs(s, sweep.plan(s))
+
+
+def test_run_names():
+    s = SimpleNamespace(name="x", results_dir="r", activations=["gelu"], seeds=[1], overrides={},
+                        grid={"size": {"small": dict(n_embd=64)}, "learning_rate": [1e-3, 3e-4]})
+    runs = sweep.plan(s)
+    assert [r.name for r in runs] == ["gelu-small-lr1e-3-s1", "gelu-small-lr3e-4-s1"]
+    assert runs[1].keys == dict(n_embd=64, learning_rate=3e-4, activation="gelu", seed=1)
+    assert runs[1].axes == dict(size="small", learning_rate=3e-4)
+    assert [sweep.label(v) for v in (0.2, 6e-4, 1.5e-3, 128)] == ["0.2", "6e-4", "1.5e-3", "128"]
+
+
+# Statistics, against values computed by hand.
+
+def test_incomplete_beta_closed_forms():
+    for x in (0.1, 0.5, 0.93):
+        assert report.betainc(1, 1, x) == pytest.approx(x, abs=1e-12)
+        assert report.betainc(3, 1, x) == pytest.approx(x**3, abs=1e-12)
+        assert report.betainc(1, 4, x) == pytest.approx(1 - (1 - x) ** 4, abs=1e-12)
+
+
+def test_t_distribution():
+    for t in (-3.0, -0.5, 0.0, 1.0, 7.5):
+        assert report.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)  # Cauchy
+        assert report.t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(t * t + 2)), abs=1e-12)
+    # t(0.975, df) from a printed table
+    for df, q in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)):
+        assert report.t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
+    assert report.t_quantile(0.025, 4) == pytest.approx(-2.7764, abs=1e-4)
+    assert report.t_two_sided_p(2.7764451, 4) == pytest.approx(0.05, abs=1e-6)
+
+
+def test_mean_std_interval():
+    m, s = report.mean_std([1, 2, 3, 4, 5])
+    assert m == 3 and s == pytest.approx(math.sqrt(2.5))
+    lo, hi = report.interval95([1, 2, 3, 4, 5])
+    half = 2.7764451 * math.sqrt(2.5) / math.sqrt(5)  # = 1.9632
+    assert (lo, hi) == (pytest.approx(3 - half, abs=1e-6), pytest.approx(3 + half, abs=1e-6))
+    assert report.interval95([1.0]) is None
+
+
+def test_paired_t():
+    # d = (0.5, 0.2, 0.6, 0.1): mean 0.35, sd sqrt(0.17 / 3) = 0.238048, t = 0.35 / (sd / 2) = 2.940588.
+    test = report.paired_t([1.0, 2.0, 3.0, 4.0], [0.5, 1.8, 2.4, 3.9])
+    assert test.n == 4 and test.mean == pytest.approx(0.35)
+    assert test.sd == pytest.approx(math.sqrt(0.17 / 3))
+    assert test.t == pytest.approx(2.940588, abs=1e-6)
+    # df = 3 has a closed form: F(t) = 1/2 + (u / (1 + u^2) + atan(u)) / pi with u = t / sqrt(3).
+    u = test.t / math.sqrt(3)
+    assert test.p == pytest.approx(2 * (0.5 - (u / (1 + u * u) + math.atan(u)) / math.pi), abs=1e-12)
+    assert test.p == pytest.approx(0.0605, abs=1e-4)
+    assert report.paired_t([1.0], [2.0]) is None
+
+
+def fake_runs(activation, losses):
+    return [SimpleNamespace(run=SimpleNamespace(activation=activation, seed=i), best=v) for i, v in enumerate(losses)]
+
+
+def test_verdict_wording_follows_the_numbers():
+    groups = {"gelu": fake_runs("gelu", [2.0, 2.1, 2.2]), "relu": fake_runs("relu", [1.9, 2.01, 2.09])}
+    line = report.verdict("gelu", "relu", groups)
+    assert line.startswith("- GELU vs ReLU: ReLU is better than GELU by 0.1000 in val loss")
+    assert line.endswith(": significant at alpha 0.05 at this scale")
+    groups["relu"] = fake_runs("relu", [2.1, 2.0, 2.2])
+    assert "not significant" in report.verdict("gelu", "relu", groups)
+    assert "n/a" in report.verdict("gelu", "relu", {"gelu": groups["gelu"][:1], "relu": groups["relu"]})
