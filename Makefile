@@ -1,4 +1,5 @@
-# make test: set up .venv and run the tests.  make reproduce: the main experiment on a CPU.
+# make test: set up .venv and run the tests.
+# make reproduce: the CPU claim sweep (gelu/relu/none x 5 seeds, ~15 min on 2 cores), its verdict, and samples.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,6 @@ PY := $(VENV)/bin/python
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
@@ -21,14 +21,11 @@ lint: setup
 
 reproduce: setup
 	$(PY) data/shakespeare_char/prepare.py
+	$(PY) sweep.py config/sweep_claim_cpu.py
 	for act in gelu relu none; do \
-		$(PY) train.py config/train_shakespeare_char_cpu.py --activation=$$act --out_dir=out-reproduce-$$act || exit 1; \
-	done
-	$(PY) -c "import json; [print(f\"{a:5s} best val loss {json.load(open(f'out-reproduce-{a}/summary.json'))['best_val_loss']:.4f}\") for a in ('gelu', 'relu', 'none')]"
-	for act in gelu relu none; do \
-		echo "=== sample, $$act ==="; \
-		$(PY) sample.py --out_dir=out-reproduce-$$act --num_samples=1 --max_new_tokens=300 || exit 1; \
+		echo "=== a sample from $$act (seed 1) ==="; \
+		$(PY) sample.py --out_dir=results/claim_cpu/runs/$$act-s1 --num_samples=1 --max_new_tokens=300 || exit 1; \
 	done
 
 clean:
-	rm -rf out-reproduce-* .pytest_cache
+	rm -rf .pytest_cache
