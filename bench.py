@@ -21,7 +21,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from types import SimpleNamespace
 
@@ -31,7 +30,7 @@ import torch.nn as nn
 
 import plan
 import train
-from configurator import UserError, configure
+from configurator import UserError, configure, run_main
 from model import ACTIVATIONS, MLP
 
 DEFAULTS = dict(
@@ -146,7 +145,7 @@ def build(cfg, device_type):
     """The model (weights per init_from, as train.py), its optimizer and scaler, and the batches."""
     data_dir = train.dataset_dir(cfg.dataset)
     torch.manual_seed(cfg.seed)
-    model, optimizer, scaler, _ = train.build(cfg, device_type, data_dir)
+    model, optimizer, scaler, _, _ = train.build(cfg, device_type, data_dir)
     return model, optimizer, scaler, train.Batches(data_dir, cfg, cfg.device, model.config.vocab_size)
 
 
@@ -382,8 +381,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -13,11 +13,21 @@ Every mistake raises UserError, which the entry points print as one line.
 import ast
 import difflib
 import os
+import sys
 import types
 
 
 class UserError(Exception):
     """A mistake the user can fix: printed as one line, exit status 1, no traceback."""
+
+
+def run_main(main):
+    """The entry points' last line: exit with main(argv)'s status, a UserError as one line on stderr."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def configure(defaults, argv):

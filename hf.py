@@ -13,13 +13,12 @@ linear layers as Conv1D, whose weight is (in, out): the transpose of nn.Linear's
 
 import os
 import shutil
-import sys
 from types import SimpleNamespace
 
 import torch
 
 import checkpoint
-from configurator import UserError, configure
+from configurator import UserError, configure, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
 from tokenizer import EOT
 
@@ -197,8 +196,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

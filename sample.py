@@ -6,14 +6,13 @@ Sample from a trained model (or a published GPT-2).
 """
 
 import os
-import sys
 from types import SimpleNamespace
 
 import torch
 
 import checkpoint
 import tokenizer
-from configurator import UserError, configure
+from configurator import UserError, configure, run_main
 from train import PRETRAINED, autocast, dataset_dir, resolve_device
 
 DEFAULTS = dict(
@@ -80,8 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -45,7 +45,7 @@ from types import SimpleNamespace
 import checkpoint
 import report
 import train
-from configurator import UserError, configure
+from configurator import UserError, configure, run_main
 from model import ACTIVATIONS
 
 DEFAULTS = dict(
@@ -308,8 +308,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -19,7 +19,6 @@ import pickle
 import random
 import signal
 import subprocess
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -32,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
 import plan
-from configurator import UserError, configure
+from configurator import UserError, configure, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
 
 DEFAULTS = dict(
@@ -392,18 +391,23 @@ class Records:
 
 
 def build(cfg, device_type, data_dir):
-    """Model, optimizer, scaler and the saved state to continue from (None when fresh)."""
+    """Model, optimizer, scaler, the saved state to continue from (None when fresh), and the GPT-2
+    the run started from (None when it started from scratch)."""
     vocab_size = dataset_vocab_size(data_dir)
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
     if cfg.init_from == "auto":
         cfg.init_from = "resume" if os.path.exists(ckpt_path) else "scratch"
-    state = None
+    state, pretrained = None, None
     if cfg.init_from == "resume":
         state = checkpoint.load(ckpt_path, map_location=cfg.device)
-        saved = state["model_args"]
+        saved, pretrained = state["model_args"], state.get("pretrained")
         cfg.activation = cfg.activation or saved["activation"]
-        wanted = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
-                      bias=cfg.bias, vocab_size=vocab_size, activation=cfg.activation)
+        wanted = dict(block_size=cfg.block_size, activation=cfg.activation)
+        if pretrained:  # the shape is GPT-2's, whatever the config's model keys say
+            cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.bias = (saved[k] for k in ("n_layer", "n_head", "n_embd", "bias"))
+        else:
+            wanted.update(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, bias=cfg.bias,
+                          vocab_size=vocab_size)
         for key, value in wanted.items():
             if saved[key] != value:
                 raise UserError(f"{ckpt_path} was trained with {key}={saved[key]!r} but this run asks for "
@@ -411,6 +415,8 @@ def build(cfg, device_type, data_dir):
         model = checkpoint.build_model(state)
     elif cfg.init_from != "scratch":  # a published GPT-2, by name or from a local folder
         import hf
+
+        pretrained = cfg.init_from
 
         pretrained = hf.pretrained_config(cfg.init_from)  # from config.json or GPT-2's shapes, no weights
         if cfg.block_size > pretrained.block_size:
@@ -436,7 +442,7 @@ def build(cfg, device_type, data_dir):
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-    return model, optimizer, scaler, state
+    return model, optimizer, scaler, state, pretrained
 
 
 class StopRequest:
@@ -465,7 +471,7 @@ def train(cfg, ranks, device_type):
     torch.manual_seed(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's weights)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    model, optimizer, scaler, state = build(cfg, device_type, data_dir)
+    model, optimizer, scaler, state, pretrained = build(cfg, device_type, data_dir)
     batches = Batches(data_dir, cfg, cfg.device, model.config.vocab_size)
     start_iter = state["iter_num"] if state else 0
     evaluated = state["evaluated"] if state else False  # was iteration start_iter evaluated before saving?
@@ -514,6 +520,7 @@ def train(cfg, ranks, device_type):
             model=raw.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
             model_args=asdict(raw.config), iter_num=it, evaluated=is_evaluated, best_val_loss=best_val_loss,
             config=vars(cfg), rng=rng_state(), elapsed=elapsed0 + time.time() - t_start, wandb_id=wandb_id,
+            pretrained=pretrained,
         ), path)
         last_ckpt = (path, it)
         return path
@@ -632,8 +639,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

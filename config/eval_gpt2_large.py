@@ -1,17 +1,8 @@
-# Evaluate OpenAI's gpt2-large (774M parameters) on OpenWebText: no training, one evaluation of the
-# train and val splits. nanoGPT's README reports val loss 2.67 for this checkpoint.
+# Evaluate OpenAI's gpt2-large (774M parameters) on OpenWebText: eval_gpt2.py (read it for data,
+# weights and cost) with another checkpoint. nanoGPT's README reports val loss 2.67 for it; it needs
+# 3.1 GB of fp32 weights on the GPU besides the logits of one batch.
 #
 #   python data/openwebtext/prepare.py && python train.py config/eval_gpt2_large.py
-#
-# Weights: fetched into the Hugging Face cache on first use (README, "GPT-2 checkpoints", for offline
-# use). Needs a GPU: 3.1 GB of fp32 weights plus the logits of one batch (8 x 1024 x 50257, about
-# 2.5 GB with bf16 autocast); 2 x 500 batches of 8 x 1024 tokens is hours of work for a CPU.
+exec(open(__file__.replace("_large.py", ".py")).read())
 out_dir = "out-eval-gpt2-large"
 init_from = "gpt2-large"
-eval_only = True
-eval_iters = 500  # 4,000 windows of 1024 tokens per split
-batch_size = 8
-block_size = 1024
-wandb_log = False
-dataset = "openwebtext"
-compile = True
