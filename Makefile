@@ -22,6 +22,7 @@ lint: setup
 reproduce: setup
 	$(PY) data/shakespeare_char/prepare.py
 	$(PY) sweep.py config/sweep_claim_cpu.py
+	sed -n '/^| activation/,/^$$/p' results/claim_cpu/report.md
 	for act in gelu relu none; do \
 		echo "=== a sample from $$act (seed 1) ==="; \
 		$(PY) sample.py --out_dir=results/claim_cpu/runs/$$act-s1 --num_samples=1 --max_new_tokens=300 || exit 1; \
