@@ -133,6 +133,17 @@ def prepare(text, out_dir, kind="char", val_fraction=0.1):
     return counts
 
 
+def shakespeare_main(script_doc, here, kind):
+    """The command line of data/shakespeare*/prepare.py: --out DIR, by default the script's folder."""
+    p = argparse.ArgumentParser(description=script_doc.strip().splitlines()[0])
+    p.add_argument("--out", default=here, help="folder of input.txt and the outputs (default: beside the script)")
+    out = p.parse_args().out
+    try:
+        prepare(fetch_shakespeare(out), out, kind)
+    except UserError as e:
+        sys.exit(f"error: {e}")
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument("inputs", nargs="+", help="text files, or folders of .txt files")

@@ -7,19 +7,12 @@ validates: 301,966 and 36,059 tokens. Offline, GPT-2's ranks must be in TIKTOKEN
     python data/shakespeare/prepare.py --out DIR    # input.txt and outputs in DIR instead
 """
 
-import argparse
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from prepare_text import UserError, fetch_shakespeare, prepare  # noqa: E402
+from prepare_text import shakespeare_main  # noqa: E402
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("--out", default=HERE, help="folder of input.txt and the outputs (default: beside this file)")
-    out = p.parse_args().out
-    try:
-        prepare(fetch_shakespeare(out), out, "gpt2")
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    shakespeare_main(__doc__, HERE, "gpt2")

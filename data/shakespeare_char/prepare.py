@@ -7,19 +7,12 @@ text trains, the rest validates: 65 symbols, 1,003,854 and 111,540 tokens.
     python data/shakespeare_char/prepare.py --out DIR    # input.txt and outputs in DIR instead
 """
 
-import argparse
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from prepare_text import UserError, fetch_shakespeare, prepare  # noqa: E402
+from prepare_text import shakespeare_main  # noqa: E402
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("--out", default=HERE, help="folder of input.txt and the outputs (default: beside this file)")
-    out = p.parse_args().out
-    try:
-        prepare(fetch_shakespeare(out), out, "char")
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    shakespeare_main(__doc__, HERE, "char")
