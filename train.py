@@ -19,6 +19,7 @@ import pickle
 import random
 import signal
 import subprocess
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -627,15 +628,25 @@ def main(argv):
     validate(cfg)
     device_type = resolve_device(cfg)
     ranks = setup_distributed(cfg, device_type)
-    try:
-        if cfg.dry_run:
-            if ranks.master:
-                plan.plan(cfg, planned_config(cfg), ranks.world_size)
-            return 0
+    if cfg.dry_run:
+        if ranks.master:
+            plan.plan(cfg, planned_config(cfg), ranks.world_size)
+        return 0
+    if not ranks.ddp:
         return train(cfg, ranks, device_type)
+    try:
+        code = train(cfg, ranks, device_type)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 1
     finally:
-        if ranks.ddp:
-            dist.destroy_process_group()
+        dist.destroy_process_group()
+    # DDP keeps its process group alive past destroy_process_group, and a gloo worker thread that
+    # drops its last tensor while the interpreter shuts down aborts the process (SIGABRT) after a
+    # finished run. Everything is written and closed by now, so leave without that shutdown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
