@@ -28,6 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
@@ -169,6 +170,21 @@ def resolve_device(cfg):
     return device_type
 
 
+def init_process_group(backend, rank, world_size):
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        dist.init_process_group(backend=backend)
+        return
+    # torchrun keeps one store across restarts, and a restarted group finds its peers under the
+    # same keys, so a rank can read the address of a rank that died and fail to connect
+    # (pytorch/pytorch#135712). A prefix per restart, as torch used before it shared the store,
+    # keeps the attempts apart.
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=False, timeout=default_pg_timeout)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(backend, store=dist.PrefixStore(f"attempt_{attempt}/", store), rank=rank,
+                            world_size=world_size)
+
+
 def setup_distributed(cfg, device_type):
     """Join the process group when launched by torchrun; return rank facts."""
     if cfg.backend == "nccl" and device_type != "cuda":
@@ -186,7 +202,7 @@ def setup_distributed(cfg, device_type):
         if device_type == "cuda":
             cfg.device = f"cuda:{local_rank}"
             torch.cuda.set_device(cfg.device)
-        dist.init_process_group(backend=backend)
+        init_process_group(backend, rank, world_size)
     return SimpleNamespace(ddp=ddp, rank=rank, world_size=world_size, master=rank == 0)
 
 

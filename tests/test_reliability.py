@@ -93,8 +93,8 @@ def test_sigkill_during_save_keeps_the_previous_checkpoint(char_dataset, tmp_pat
 
 
 def test_torchrun_restarts_a_killed_worker_and_loses_nothing(char_dataset, tmp_path):
-    # more than one restart allowed: under heavy load a restarted gloo group can fail to connect once
-    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=3")
+    # one restart must do: a restarted group must not read the addresses its dead peers left in the store
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=1")
     args = tiny(tmp_path / "run", char_dataset, max_iters=200, eval_interval=20, lr_decay_iters=200,
                 gradient_accumulation_steps=4, init_from="auto")
     reference = tiny(tmp_path / "ref", char_dataset, max_iters=200, eval_interval=20, lr_decay_iters=200,
