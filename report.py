@@ -458,7 +458,7 @@ def cell_section(title, rs, sweep):
     """The markdown of one cell, its loss curves to plot (label -> runs) and its verdicts. With a
     learning-rate axis, each activation is judged and plotted at its best rate."""
     lines = ["", f"## {title}"]
-    if TUNED in sweep.grid:
+    if len(sweep.grid.get(TUNED, ())) > 1:
         for lr in sorted({r.run.axes[TUNED] for r in rs}):
             lines += ["", f"### Learning rate {lr:g}", "",
                       comparison_table(by_activation([r for r in rs if r.run.axes[TUNED] == lr], sweep),
@@ -473,6 +473,8 @@ def cell_section(title, rs, sweep):
                   comparison_table(groups, sweep.reference, {a: lr for a, (lr, _) in best.items()})]
     else:
         groups = curves = by_activation(rs, sweep)
+        if TUNED in sweep.grid:
+            lines += ["", f"Learning rate {sweep.grid[TUNED][0]:g}."]
         lines += ["", comparison_table(groups, sweep.reference)]
     found = verdicts(groups)
     if found:
