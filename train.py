@@ -434,12 +434,11 @@ def build(cfg, device_type, data_dir):
         import hf
 
         pretrained = cfg.init_from
-
-        pretrained = hf.pretrained_config(cfg.init_from)  # from config.json or GPT-2's shapes, no weights
-        if cfg.block_size > pretrained.block_size:
-            raise UserError(f"block_size={cfg.block_size} exceeds the {pretrained.block_size} positions of "
-                            f"{cfg.init_from}; use block_size <= {pretrained.block_size}")
-        trained_with = pretrained.activation  # gelu_tanh for OpenAI's
+        published = hf.pretrained_config(cfg.init_from)  # from config.json or GPT-2's shapes, no weights
+        if cfg.block_size > published.block_size:
+            raise UserError(f"block_size={cfg.block_size} exceeds the {published.block_size} positions of "
+                            f"{cfg.init_from}; use block_size <= {published.block_size}")
+        trained_with = published.activation  # gelu_tanh for OpenAI's
         cfg.activation = cfg.activation or trained_with
         model = hf.load_pretrained(cfg.init_from, activation=cfg.activation, dropout=cfg.dropout)
         if cfg.activation != trained_with:

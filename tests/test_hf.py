@@ -238,3 +238,15 @@ def test_cli_exports_a_trained_checkpoint(char_dataset, tmp_path):
     assert theirs.config.activation_function == "gelu"  # train.py's default activation
     x = tokens(model.config.vocab_size, model.config.block_size)
     torch.testing.assert_close(logits(theirs, x), logits(model, x), atol=ATOL, rtol=RTOL)
+
+
+def test_a_fine_tune_resumes(char_dataset, tmp_path):
+    """A run started from GPT-2 weights records where it started, and a restart continues it."""
+    path, _ = hf_dir(tmp_path, (2, 2, 32, 32, 65), "gelu_new")
+    out = tmp_path / "run"
+    r = run("train.py", *tiny(out, char_dataset, init_from=path, max_iters=4, eval_interval=2))
+    assert r.returncode == 0, r.stderr
+    assert checkpoint.load(str(out / "ckpt.pt"))["pretrained"] == path
+    r = run("train.py", *tiny(out, char_dataset, init_from="auto", max_iters=6, eval_interval=2))
+    assert r.returncode == 0, r.stderr
+    assert f"resuming from {out}/ckpt.pt at iteration 4" in r.stdout
