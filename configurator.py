@@ -21,13 +21,18 @@ class UserError(Exception):
     """A mistake the user can fix: printed as one line, exit status 1, no traceback."""
 
 
-def run_main(main):
-    """The entry points' last line: exit with main(argv)'s status, a UserError as one line on stderr."""
+def exit_status(fn, *args):
+    """fn(*args)'s exit status (None is 0); a UserError is printed as one line on stderr and gives 1."""
     try:
-        sys.exit(main(sys.argv[1:]))
+        return fn(*args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+
+
+def run_main(main):
+    """The entry points' last line: exit with main(argv)'s status."""
+    sys.exit(exit_status(main, sys.argv[1:]))
 
 
 def configure(defaults, argv):

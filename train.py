@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
 import plan
-from configurator import UserError, configure, run_main
+from configurator import UserError, configure, exit_status, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
 
 DEFAULTS = dict(
@@ -650,10 +650,7 @@ def main(argv):
     if not ranks.ddp:
         return train(cfg, ranks, device_type)
     try:
-        code = train(cfg, ranks, device_type)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 1
+        code = exit_status(train, cfg, ranks, device_type)
     finally:
         dist.destroy_process_group()
     # DDP keeps its process group alive past destroy_process_group, and a gloo worker thread that

@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tokenizer  # noqa: E402
-from configurator import UserError  # noqa: E402
+from configurator import UserError, run_main  # noqa: E402
 
 
 def read_text(path):
@@ -135,13 +135,14 @@ def prepare(text, out_dir, kind="char", val_fraction=0.1):
 
 def shakespeare_main(script_doc, here, kind):
     """The command line of data/shakespeare*/prepare.py: --out DIR, by default the script's folder."""
-    p = argparse.ArgumentParser(description=script_doc.strip().splitlines()[0])
-    p.add_argument("--out", default=here, help="folder of input.txt and the outputs (default: beside the script)")
-    out = p.parse_args().out
-    try:
+
+    def main(argv):
+        p = argparse.ArgumentParser(description=script_doc.strip().splitlines()[0])
+        p.add_argument("--out", default=here, help="folder of input.txt and the outputs (default: beside the script)")
+        out = p.parse_args(argv).out
         prepare(fetch_shakespeare(out), out, kind)
-    except UserError as e:
-        sys.exit(f"error: {e}")
+
+    run_main(main)
 
 
 def main(argv):
@@ -155,7 +156,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_main(main)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), os.path.dirname(HERE)]
 import tokenizer  # noqa: E402
-from configurator import UserError  # noqa: E402
+from configurator import UserError, run_main  # noqa: E402
 from prepare_text import read_text, write_all  # noqa: E402
 
 # datasets' own builder for each kind of local file; a .txt file is one document
@@ -232,8 +232,9 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def main(argv):
+    prepare(parse_args(argv))
+
+
 if __name__ == "__main__":
-    try:
-        prepare(parse_args(sys.argv[1:]))
-    except UserError as e:
-        sys.exit(f"error: {e}")
+    run_main(main)
