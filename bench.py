@@ -352,11 +352,8 @@ def bench_activations(cfg, device_type):
 def device_name(cfg, device_type):
     if device_type == "cuda":
         return torch.cuda.get_device_name(cfg.device)
-    if device_type == "cpu" and os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        if names:
-            return f"{names[0]}, {len(names)} logical CPUs"
+    if device_type == "cpu":
+        return f"{plan.cpu_name()}, {os.cpu_count()} logical CPUs"
     return platform.processor() or platform.machine()
 
 

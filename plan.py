@@ -5,6 +5,9 @@ The model is built on the meta device (no memory, no data read), so even GPT-2 X
 on a laptop in a second. Parameter counts and FLOPs are exact; activation memory is an estimate.
 """
 
+import os
+import platform
+
 import torch
 
 from model import GPT, mlp_hidden
@@ -19,6 +22,16 @@ DATASHEET_PEAK_FLOPS = {
     "4090": 165e12,
     "3090": 71e12,
 }
+
+
+def cpu_name():
+    """The CPU's model name, as /proc/cpuinfo gives it where there is one."""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def datasheet_peak_flops(device):

@@ -136,12 +136,21 @@ def read_json(path):
         return json.load(f)
 
 
+def summary_of(run):
+    """The run's summary.json, or {} before it has one."""
+    path = os.path.join(run.dir, "summary.json")
+    return read_json(path) if os.path.exists(path) else {}
+
+
+def is_complete(run):
+    return summary_of(run).get("complete") is True
+
+
 def load_records(runs):
     """The complete runs' records, and the names of runs that are not complete."""
     records, missing = [], []
     for run in runs:
-        path = os.path.join(run.dir, "summary.json")
-        summary = read_json(path) if os.path.exists(path) else {}
+        summary = summary_of(run)
         if summary.get("complete") is not True:
             missing.append(run.name)
             continue

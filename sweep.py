@@ -32,7 +32,6 @@ that wait on each other lose the most when the cores are shared.
 
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -47,6 +46,7 @@ import report
 import train
 from configurator import UserError, configure, run_main
 from model import ACTIVATIONS
+from plan import cpu_name
 
 DEFAULTS = dict(
     name="",  # the sweep's folder under results_dir, and its wandb group
@@ -169,7 +169,7 @@ def check_runs(sweep, runs):
     made with other settings (say, max_iters changed in the sweep file without a new name)."""
     for run in runs:
         try:
-            configure(train.DEFAULTS, [sweep.base, *train_flags(sweep, run)])
+            train.validate(SimpleNamespace(**configure(train.DEFAULTS, [sweep.base, *train_flags(sweep, run)])))
         except UserError as e:
             raise UserError(f"run {run.name}: {e}") from None
         path = os.path.join(run.dir, "config.json")
@@ -183,27 +183,15 @@ def check_runs(sweep, runs):
                                     f"{value!r}; give the sweep a new name or delete that folder")
 
 
-def is_complete(run):
-    path = os.path.join(run.dir, "summary.json")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        return json.load(f).get("complete") is True
-
-
 def hardware():
     """CPU model, core count and GPU names of this machine (nvidia-smi, so the runner itself
     never takes GPU memory from the runs)."""
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     gpus = []
     if shutil.which("nvidia-smi"):
         out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                              capture_output=True, text=True)
         gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    return dict(cpu=cpu, cores=os.cpu_count(), gpus=gpus)
+    return dict(cpu=cpu_name(), cores=os.cpu_count(), gpus=gpus)
 
 
 def launch(sweep, run, host):
@@ -243,7 +231,7 @@ class StopRequest:
 def execute(sweep, runs, stop):
     """Run what is not complete yet, `parallel` at a time, until done or stopped; return the names
     of failed runs."""
-    todo = [r for r in runs if not is_complete(r)]
+    todo = [r for r in runs if not report.is_complete(r)]
     done = len(runs) - len(todo)
     print(f"sweep {sweep.name}: {len(runs)} runs, {done} already complete; {len(todo)} to run, "
           f"{sweep.parallel} at a time, {sweep.threads or 'default'} threads each")
@@ -260,7 +248,7 @@ def execute(sweep, runs, stop):
                     continue
                 del running[name]
                 done += 1
-                if proc.returncode == 0 and is_complete(run):
+                if proc.returncode == 0 and report.is_complete(run):
                     durations.append(time.time() - t0)
                     left = len(pending) + len(running)
                     eta = sum(durations) / len(durations) * left / min(sweep.parallel, max(left, 1))
@@ -295,7 +283,7 @@ def main(argv):
         if stop.signum:
             print("stopped; running the same command again resumes the sweep", file=sys.stderr)
             return 128 + stop.signum
-    if sweep.report_only or any(is_complete(r) for r in runs):  # else every run failed: nothing to report
+    if sweep.report_only or any(report.is_complete(r) for r in runs):  # else every run failed: nothing to report
         path, verdicts = report.write(sweep, runs, regenerate_command(argv))
         print(f"report: {path}")
         for line in verdicts:

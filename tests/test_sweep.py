@@ -186,6 +186,12 @@ def test_bad_value_type_names_the_run(tmp_path):
         sweep.check_runs(s, sweep.plan(s))
 
 
+def test_bad_value_names_the_run_before_anything_launches(tmp_path):
+    s = sweep.load_sweep([write_sweep(tmp_path, "unused", activations=["gelu"], overrides={"dropout": 1.5})])
+    with pytest.raises(UserError, match=r"run gelu-s1: dropout=1.5 must be in \[0, 1\)"):
+        sweep.check_runs(s, sweep.plan(s))
+
+
 def test_run_folder_made_with_other_settings_is_refused(tmp_path):
     s = sweep.load_sweep([write_sweep(tmp_path, "unused", activations=["gelu"])])
     run = sweep.plan(s)[0]
