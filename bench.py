@@ -15,6 +15,7 @@ that comes and goes falls on all of them alike. CUDA runs asynchronously: every 
 for the device first.
 """
 
+import collections
 import copy
 import itertools
 import math
@@ -133,6 +134,30 @@ def measure_peak(cfg, device_type):
     return 2 * n**3 / seconds, n, seconds
 
 
+def matmul_floor(model, cfg, device_type):
+    """step() doing the training step's matrix products alone, and how many there are.
+
+    Every linear layer (lm_head included) costs three products per micro-batch: its forward, and in
+    backward the input gradient and the weight gradient. They are the model's own arithmetic, so no
+    step can be faster than these products run back to back; the time above them is what everything
+    else costs (attention, activations, LayerNorm, the optimizer, and overhead). Shapes that repeat
+    share one set of operands, so even the largest models need little memory for this.
+    """
+    dtype = getattr(torch, cfg.dtype)  # autocast runs the products in the run's dtype
+    M = cfg.batch_size * cfg.block_size
+    shapes = collections.Counter((m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear))
+    products = []
+    for (K, N), count in shapes.items():
+        x, w, dy = (torch.randn(*shape, device=cfg.device, dtype=dtype) for shape in ((M, K), (N, K), (M, N)))
+        products += [(x, w.t()), (dy, w), (dy.t(), x)] * count * cfg.gradient_accumulation_steps
+
+    def step():
+        for a, b in products:
+            a @ b
+
+    return step, len(products)
+
+
 # ----------------------------------------------------------------------------- what train.py runs
 
 
@@ -230,7 +255,9 @@ def bench_train(cfg, device_type):
     if cfg.reference:
         # nanoGPT sets no thread count, so its step runs with torch's default
         entries.append(("nanoGPT-style", reference_step(cfg, device_type, raw), 0))
-    results = measure(entries, device_type, cfg.warmup, cfg.iters, cfg.repeats)
+    products, n_products = matmul_floor(raw, cfg, device_type)
+    results = measure(entries + [("floor", products, cfg.threads)], device_type, cfg.warmup, cfg.iters, cfg.repeats)
+    floor = statistics.median(results.pop("floor").times)
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)  # the peak of the run's own threads
     peak, n, seconds = measure_peak(cfg, device_type)
     datasheet = plan.datasheet_peak_flops(cfg.device)
@@ -248,11 +275,15 @@ def bench_train(cfg, device_type):
         if r.first is not None:
             compiles = " (includes compiling)" if cfg.compile and name == "ours" else ""
             print(f"{name}: first warm-up iteration {r.first:.2f} s{compiles}")
+    ours = statistics.median(results["ours"].times)
+    print(f"matmul floor: {1000 * floor:.2f} ms per iteration, the step's {n_products} matrix products alone; "
+          f"the rest of our step costs {1000 * (ours - floor):.2f} ms ({100 * (ours - floor) / ours:.0f}%)")
     if cfg.reference:
-        ours, theirs = (statistics.median(r.times) for r in results.values())
+        theirs = statistics.median(results["nanoGPT-style"].times)
         threads = f"threads: ours {cfg.threads or DEFAULT_THREADS}, reference {DEFAULT_THREADS}"
         print(f"speedup over the nanoGPT-style step: {theirs / ours:.2f}x ({threads}; "
               f"{cfg.repeats} interleaved rounds of {cfg.iters} iterations)")
+        print(f"most possible with these matmuls: {theirs / floor:.2f}x (a step with nothing but its matrix products)")
 
 
 def bench_sample(cfg, device_type):

@@ -27,6 +27,12 @@ def test_train_mode_prints_time_throughput_and_mfu(char_dataset, tmp_path):
         ms, tokens_per_s = float(m[1]), float(m[2].replace(",", ""))
         assert abs(tokens_per_s - tokens_per_iter / (ms / 1000)) <= 0.01 * tokens_per_s + 1
     assert re.search(r"speedup over the nanoGPT-style step: [\d.]+x", out)
+    # 3 products (forward, input and weight gradients) per linear layer: 4 per block and lm_head
+    m = re.search(r"matmul floor: ([\d.]+) ms per iteration, the step's (\d+) matrix products alone", out)
+    assert m and int(m[2]) == 3 * (4 * 2 + 1) * 2, out
+    ours = float(re.search(r"ours: ([\d.]+) ms", out)[1])
+    assert float(m[1]) < ours  # a step does these products and more
+    assert re.search(r"most possible with these matmuls: [\d.]+x", out)
 
 
 def test_sample_mode_cache_gives_identical_tokens(char_dataset, tmp_path):
