@@ -5,6 +5,7 @@ Training step:      python bench.py config/train_shakespeare_char_cpu.py
   vs nanoGPT-style: python bench.py config/train_shakespeare_char_cpu.py --reference=True
 Sampling:           python bench.py config/train_shakespeare_char_cpu.py --mode=sample --new_tokens=500
 Every activation:   python bench.py config/train_shakespeare_char_cpu.py --mode=activations
+Where time goes:    python bench.py config/train_shakespeare_char_cpu.py --mode=profile
 
 Any train.py key works as it does there (--activation=relu, --batch_size=32, --compile=True,
 --device=cuda, --dtype=bfloat16, --threads=1). Each figure is the median of `repeats` measurements
@@ -27,7 +28,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch._inductor.config
 import torch.nn as nn
+from torch.profiler import ProfilerActivity, profile
 
 import plan
 import train
@@ -36,7 +39,7 @@ from model import ACTIVATIONS, MLP
 
 DEFAULTS = dict(
     train.DEFAULTS,
-    mode="train",  # 'train' (one optimizer step), 'sample' (generate), 'activations' (every registry entry)
+    mode="train",  # 'train' (one step), 'sample' (generate), 'activations' (every registry entry), 'profile'
     warmup=10,  # untimed steps before measuring
     iters=20,  # steps per measurement
     repeats=5,  # measurements; their median is reported
@@ -44,11 +47,12 @@ DEFAULTS = dict(
     prompt_len=16,  # sample mode: random prompt tokens
     new_tokens=500,  # sample mode: tokens generated per measurement
 )
-MODES = ("train", "sample", "activations")
+MODES = ("train", "sample", "activations", "profile")
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any --threads
 SINGLE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)  # one process, as train.py sees it
 PEAK_SECONDS = (0.1, 0.5)  # how long the peak-measuring matmul should take
 MAX_MATMUL = 32768  # 6 GiB of bf16 operands: the largest GPUs need it to reach 0.1 s
+PROFILE_ROWS = 25
 
 
 def validate(cfg):
@@ -377,6 +381,23 @@ def bench_activations(cfg, device_type):
     bench_mlp(cfg, device_type)
 
 
+def bench_profile(cfg, device_type):
+    """Where our training step spends its time: torch.profiler around `iters` steps after the
+    warm-up, the operators that took the most time of their own (compiled, each fused kernel by
+    name)."""
+    if cfg.compile and device_type == "cpu":
+        torch._inductor.config.cpp.enable_kernel_profile = True  # else a compiled graph is one opaque row
+    _, step = training_step(cfg, device_type)
+    timed(calls(step, max(cfg.warmup, 1)), device_type)  # at least one untimed step, to compile
+    on_device = device_type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_device else [])
+    with profile(activities=activities) as prof:
+        timed(calls(step, cfg.iters), device_type)
+    print(f"profile: totals over {cfg.iters} iterations, by {'GPU' if on_device else 'CPU'} time of their own")
+    sort = "self_device_time_total" if on_device else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=PROFILE_ROWS, max_name_column_width=90))
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -401,9 +422,10 @@ def main(argv):
     cfg.compile = cfg.compile and train.compile_works(cfg.device)  # as train.py: eager where compile fails
     print(f"bench {cfg.mode}: {cfg.device} ({device_name(cfg, device_type)}), {torch.get_num_threads()} threads, "
           f"{cfg.dtype}, compile={cfg.compile}, torch {torch.__version__}; load average {load_average()}")
-    if cfg.mode != "sample":
+    if cfg.mode in ("train", "activations"):
         print(f"protocol: {cfg.warmup} warm-up iterations, then {cfg.repeats} rounds of {cfg.iters} iterations")
-    {"train": bench_train, "sample": bench_sample, "activations": bench_activations}[cfg.mode](cfg, device_type)
+    modes = {"train": bench_train, "sample": bench_sample, "activations": bench_activations, "profile": bench_profile}
+    modes[cfg.mode](cfg, device_type)
     print(f"load average at the end: {load_average()}")
     return 0
 

@@ -51,8 +51,16 @@ def test_activations_mode_lists_every_registry_entry(char_dataset, tmp_path):
     assert re.search(r"MLP alone, forward\+backward on 4x32x32: .* ratio [\d.]+", out)
 
 
+def test_profile_mode_names_the_step_operators(char_dataset, tmp_path):
+    out = bench(tmp_path, char_dataset, mode="profile")
+    assert "profile: totals over 3 iterations, by CPU time of their own" in out
+    mm = re.search(r"^\s*aten::mm\s+[\d.]+%.*\s(\d+)\s*$", out, re.M)
+    assert mm and int(mm[1]) == 3 * 3 * (4 * 2 + 1) * 2, out  # the step's matrix products, as in train mode
+
+
 def test_user_errors_are_one_line(char_dataset, tmp_path):
-    for flag, message in (("--mode=fast", "error: mode='fast' is not valid; choose one of train, sample, activations"),
+    modes = "train, sample, activations, profile"
+    for flag, message in (("--mode=fast", f"error: mode='fast' is not valid; choose one of {modes}"),
                           ("--iters=0", "error: iters=0 must be a positive integer")):
         result = run("bench.py", *tiny(tmp_path, char_dataset), flag)
         assert result.returncode == 1 and result.stderr.strip() == message
