@@ -28,7 +28,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch._inductor.config
 import torch.nn as nn
 from torch.profiler import ProfilerActivity, profile
 
@@ -138,7 +137,7 @@ def measure_peak(cfg, device_type):
     return 2 * n**3 / seconds, n, seconds
 
 
-def matmul_floor(model, cfg, device_type):
+def matmul_floor(model, cfg):
     """step() doing the training step's matrix products alone, and how many there are.
 
     Every linear layer (lm_head included) costs three products per micro-batch: its forward, and in
@@ -259,7 +258,7 @@ def bench_train(cfg, device_type):
     if cfg.reference:
         # nanoGPT sets no thread count, so its step runs with torch's default
         entries.append(("nanoGPT-style", reference_step(cfg, device_type, raw), 0))
-    products, n_products = matmul_floor(raw, cfg, device_type)
+    products, n_products = matmul_floor(raw, cfg)
     results = measure(entries + [("floor", products, cfg.threads)], device_type, cfg.warmup, cfg.iters, cfg.repeats)
     floor = statistics.median(results.pop("floor").times)
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)  # the peak of the run's own threads
@@ -386,6 +385,8 @@ def bench_profile(cfg, device_type):
     warm-up, the operators that took the most time of their own (compiled, each fused kernel by
     name)."""
     if cfg.compile and device_type == "cpu":
+        import torch._inductor.config  # not at the top: it takes most of a second to import
+
         torch._inductor.config.cpp.enable_kernel_profile = True  # else a compiled graph is one opaque row
     _, step = training_step(cfg, device_type)
     timed(calls(step, max(cfg.warmup, 1)), device_type)  # at least one untimed step, to compile
