@@ -638,19 +638,23 @@ def train(cfg, ranks, device_type):
     return 0
 
 
+def plan_or_train(cfg, ranks, device_type):
+    if cfg.dry_run:
+        if ranks.master:
+            plan.plan(cfg, planned_config(cfg), ranks.world_size)
+        return 0
+    return train(cfg, ranks, device_type)
+
+
 def main(argv):
     cfg = SimpleNamespace(**configure(DEFAULTS, argv))
     validate(cfg)
     device_type = resolve_device(cfg)
     ranks = setup_distributed(cfg, device_type)
-    if cfg.dry_run:
-        if ranks.master:
-            plan.plan(cfg, planned_config(cfg), ranks.world_size)
-        return 0
     if not ranks.ddp:
-        return train(cfg, ranks, device_type)
+        return plan_or_train(cfg, ranks, device_type)
     try:
-        code = exit_status(train, cfg, ranks, device_type)
+        code = exit_status(plan_or_train, cfg, ranks, device_type)
     finally:
         dist.destroy_process_group()
     # DDP keeps its process group alive past destroy_process_group, and a gloo worker thread that
