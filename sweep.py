@@ -35,7 +35,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -211,23 +210,6 @@ def launch(sweep, run, host):
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
-class StopRequest:
-    """While runs go on, SIGINT/SIGTERM stop the sweep between polls: no new run starts, and the
-    running ones are asked to checkpoint and exit."""
-
-    def __enter__(self):
-        self.signum = 0
-        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    def handle(self, signum, frame):
-        self.signum = signum
-
-
 def execute(sweep, runs, stop):
     """Run what is not complete yet, `parallel` at a time, until done or stopped; return the names
     of failed runs."""
@@ -278,7 +260,9 @@ def main(argv):
     failed = []
     if not sweep.report_only:
         check_runs(sweep, runs)
-        with StopRequest() as stop:
+        # SIGINT/SIGTERM stop the sweep between polls: no new run starts, and the running ones are
+        # asked to checkpoint and exit (see execute)
+        with train.StopRequest() as stop:
             failed = execute(sweep, runs, stop)
         if stop.signum:
             print("stopped; running the same command again resumes the sweep", file=sys.stderr)

@@ -462,12 +462,19 @@ def build(cfg, device_type, data_dir):
 
 
 class StopRequest:
-    """SIGINT/SIGTERM ask the loop to finish the current step, checkpoint, and exit."""
+    """SIGINT/SIGTERM ask the loop to finish the current step, checkpoint, and exit. As a context
+    manager (sweep.py), the previous handlers come back on leaving."""
 
     def __init__(self):
         self.signum = 0
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self.handle)
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def handle(self, signum, frame):
         self.signum = signum
