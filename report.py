@@ -286,9 +286,8 @@ def load_final(record):
 
 
 @torch.no_grad()
-def collapse_check(record):
+def collapse_check(model, val):
     """Fold every MLP of a 'none' model into one Linear and compare the logits on a validation batch."""
-    model, val = load_final(record)
     x, y = val[0]
     logits = model(x, y)[0]
     folded = copy.deepcopy(model)
@@ -326,9 +325,8 @@ class UnitStats:
 
 
 @torch.no_grad()
-def hidden_units(record):
-    """UnitStats of a run's final checkpoint over a few validation batches, averaged over layers."""
-    model, val = load_final(record)
+def hidden_units(model, val):
+    """UnitStats of a model over a few validation batches, averaged over layers."""
     stats = [UnitStats(block.mlp) for block in model.transformer.h]
     handles = [block.mlp.c_fc.register_forward_hook(s) for block, s in zip(model.transformer.h, stats)]
     for x, y in val:
@@ -339,10 +337,22 @@ def hidden_units(record):
     return {k: sum(layer[k] for layer in layers) / len(layers) for k in layers[0]}
 
 
-def hidden_table(groups):
+def final_checks(groups):
+    """Run name -> (hidden-unit statistics, collapse check for 'none' else None), each final
+    checkpoint loaded once."""
+    checks = {}
+    for activation, rs in groups.items():
+        for r in rs:
+            model, val = load_final(r)
+            collapse = collapse_check(model, val) if activation == "none" else None
+            checks[r.run.name] = (hidden_units(model, val), collapse)
+    return checks
+
+
+def hidden_table(groups, checks):
     rows = []
     for activation, rs in groups.items():
-        stats = [hidden_units(r) for r in rs]
+        stats = [checks[r.run.name][0] for r in rs]
         mean = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
         rows.append([f"`{activation}`", len(rs), f"{100 * mean['dead']:.1f}%", f"{mean['mean']:+.4f}",
                      f"{100 * mean['zeros']:.1f}%", f"{mean['abs']:.4f}"])
@@ -350,10 +360,10 @@ def hidden_table(groups):
                            "mean output", "exact zeros", "mean abs output"], rows)
 
 
-def collapse_table(records):
+def collapse_table(records, checks):
     rows = []
     for r in records:
-        c = collapse_check(r)
+        c = checks[r.run.name][1]
         rows.append([r.run.name, f"{c['diff']:.2e}", f"{c['max_logit']:.2f}", f"{c['mlp_before']:,}",
                      f"{c['mlp_after']:,}", f"{c['total_before']:,}", f"{c['total_after']:,}"])
     return markdown_table(["run", "max abs logit difference, folded vs unfolded", "max abs logit", "MLP params",
@@ -488,16 +498,17 @@ def cell_section(title, rs, sweep):
     found = verdicts(groups)
     if found:
         lines += ["", "### Verdicts", "", *found]
+    checks = final_checks(groups)
     lines += ["", "### MLP hidden units", "",
               f"The activation's output act(x·W_fc) (for gated MLPs, the gate act(x·W)), from forward hooks on "
               f"c_fc, on {ANALYSIS_BATCHES} validation batches through each final checkpoint; averaged over layers, "
               "then over checkpoints. A unit never active gives ≤ 0 on every token (a dead unit, for ReLU-like "
-              "activations).", "", hidden_table(groups)]
+              "activations).", "", hidden_table(groups, checks)]
     if "none" in groups:
         lines += ["", "### Linear collapse of 'none'", "",
                   "Each MLP of the final checkpoint folded into one n_embd × n_embd Linear (MLP.folded()); logits "
                   "of the folded and the unfolded model compared on a validation batch.", "",
-                  collapse_table(groups["none"])]
+                  collapse_table(groups["none"], checks)]
     return lines, curves, found
 
 
