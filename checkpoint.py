@@ -60,7 +60,11 @@ def remove_stale_temporaries(out_dir):
             os.remove(os.path.join(out_dir, name))
 
 
-def load(path, map_location="cpu"):
+def load(path):
+    """A checkpoint's contents with every tensor on the CPU, wherever it was saved (a GPU run writes
+    CUDA tensors). Callers move the model and optimizer state to their own device; mapping the file
+    straight onto a device would also move host-side values there. mmap reads tensors from the page
+    cache on demand, so the ranks of one node share one copy of a large checkpoint."""
     if not os.path.isfile(path):
         raise UserError(f"no checkpoint at {path}; train one first (python train.py ...) or set out_dir")
     corrupt = (f"checkpoint {path} is truncated or corrupt; resume from another checkpoint (best.pt) "
@@ -68,7 +72,7 @@ def load(path, map_location="cpu"):
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise UserError(corrupt)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(

@@ -44,7 +44,7 @@ def main(argv):
     device_type = resolve_device(cfg)
     torch.manual_seed(cfg.seed)
     if cfg.init_from == "resume":
-        ckpt = checkpoint.load(os.path.join(cfg.out_dir, cfg.checkpoint), map_location=cfg.device)
+        ckpt = checkpoint.load(os.path.join(cfg.out_dir, cfg.checkpoint))
         model = checkpoint.build_model(ckpt)
         encode, decode = tokenizer.load(dataset_dir(ckpt["config"]["dataset"]))
     else:

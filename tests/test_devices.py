@@ -1,0 +1,113 @@
+"""Checkpoints move between devices and world sizes.
+
+CI has no GPU, so the GPU directions are reproduced on the CPU: a checkpoint whose tensors are
+tagged as CUDA storages, as a GPU run writes them, must resume, sample and export on a CPU; and a
+run whose device is not the CPU (the meta device stands in for a GPU) must get its model and
+optimizer state on that device, whatever the file holds. One process and two DDP ranks resume each
+other's checkpoints.
+"""
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import REPO, read_metrics, run, tiny
+
+import checkpoint
+import train
+
+LOSS_KEYS = ("loss", "train_loss", "val_loss")
+# Re-save a checkpoint with every storage tagged 'cuda:0', as torch.save tags a GPU run's tensors.
+# Loading such a file without mapping it to the CPU fails on a machine without CUDA.
+AS_IF_FROM_CUDA = """
+import sys, torch
+torch.serialization.register_package(0, lambda obj: "cuda:0", lambda obj, location: None)
+torch.save(torch.load(sys.argv[1], weights_only=True), sys.argv[2])
+"""
+
+
+def losses(metrics, after=-1):
+    return [(m["iter"], k, m[k]) for m in metrics for k in LOSS_KEYS if k in m and m["iter"] > after]
+
+
+@pytest.fixture(scope="module")
+def runs(char_dataset, tmp_path_factory):
+    """A run stopped at iteration 10 (its checkpoint re-tagged as CUDA) and one never stopped (20)."""
+    tmp = tmp_path_factory.mktemp("devices")
+    flags = dict(max_iters=20, lr_decay_iters=20, eval_interval=10, dropout=0.1)
+    full = run("train.py", *tiny(tmp / "full", char_dataset, **flags))
+    assert full.returncode == 0, full.stderr
+    part = run("train.py", *tiny(tmp / "gpu", char_dataset, **{**flags, "max_iters": 10}))
+    assert part.returncode == 0, part.stderr
+    ckpt = tmp / "gpu" / "ckpt.pt"
+    subprocess.run([sys.executable, "-c", AS_IF_FROM_CUDA, str(ckpt), str(ckpt)], check=True, cwd=REPO)
+    return SimpleNamespace(tmp=tmp, flags=flags, full=read_metrics(tmp / "full"), gpu=tmp / "gpu")
+
+
+def test_the_file_really_holds_cuda_storages(runs):
+    if torch.cuda.is_available():
+        pytest.skip("a machine with CUDA loads the file either way")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(runs.gpu / "ckpt.pt", weights_only=True)
+
+
+def test_a_gpu_checkpoint_resumes_exactly_on_the_cpu(runs, char_dataset):
+    r = run("train.py", *tiny(runs.gpu, char_dataset, **runs.flags, init_from="resume"))
+    assert r.returncode == 0, r.stderr
+    assert "resuming from" in r.stdout and "at iteration 10" in r.stdout
+    assert losses(read_metrics(runs.gpu)) == losses(runs.full)  # bit for bit, before and after the move
+
+
+def test_a_gpu_checkpoint_samples_and_exports_on_the_cpu(runs, char_dataset, tmp_path):
+    r = run("sample.py", f"--out_dir={runs.gpu}", "--device=cpu", "--num_samples=1", "--max_new_tokens=5")
+    assert r.returncode == 0, r.stderr
+    pytest.importorskip("transformers")
+    r = run("hf.py", f"--out_dir={runs.gpu}", f"--to={tmp_path / 'hf'}")
+    assert r.returncode == 0, r.stderr
+
+
+def test_resume_puts_model_and_optimizer_state_on_the_run_device(char_dataset, tmp_path, monkeypatch):
+    """The run's device is 'meta', standing in for a GPU. A loader that mapped the checkpoint onto
+    the run's device would put host-side values there too (and here could not even copy the
+    weights); the model and every optimizer moment must end up on the run's device."""
+    r = run("train.py", *tiny(tmp_path, char_dataset, max_iters=4, eval_interval=2))
+    assert r.returncode == 0, r.stderr
+    cfg = SimpleNamespace(**train.configure(train.DEFAULTS, tiny(tmp_path, char_dataset, init_from="resume",
+                                                                 device="meta")))
+    # Two quirks of meta that no GPU has: the fused AdamW kernel has no meta implementation (the
+    # state handling is the same without it), and moving a module to meta replaces its parameters
+    # (breaking weight tying) unless they are swapped in place, as CPU -> CUDA moves do.
+    adamw = torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *a, fused=None, **k: adamw(*a, **k))
+    monkeypatch.setattr(torch.__future__, "_swap_module_params_on_conversion", True)
+    model, optimizer, _, state, _ = train.build(cfg, "meta", str(char_dataset))
+    assert state["iter_num"] == 4
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    moments = [t for s in optimizer.state.values() for k, t in s.items() if k != "step"]
+    assert moments and {t.device.type for t in moments} == {"meta"}
+    saved = checkpoint.load(str(tmp_path / "ckpt.pt"))
+    assert all(t.device.type == "cpu" for t in saved["model"].values())
+
+
+@pytest.mark.parametrize("first,then", [(1, 2), (2, 1)], ids=["1 process then 2 ranks", "2 ranks then 1 process"])
+def test_resume_at_another_world_size(first, then, char_dataset, tmp_path):
+    """Batches depend on (seed, iteration, micro-step) only, so a run may change its world size at
+    a checkpoint; losses match the uninterrupted single process to float32 rounding."""
+    flags = dict(max_iters=12, lr_decay_iters=12, eval_interval=6, gradient_accumulation_steps=4, dropout=0.1)
+    ref = run("train.py", *tiny(tmp_path / "ref", char_dataset, **flags))
+    assert ref.returncode == 0, ref.stderr
+
+    def launch(world, **more):
+        launcher = ("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}") if world > 1 else ()
+        r = run(*launcher, "train.py", *tiny(tmp_path / "run", char_dataset, **{**flags, **more}))
+        assert r.returncode == 0, r.stderr
+        return r
+
+    launch(first, max_iters=6)
+    assert "at iteration 6" in launch(then, init_from="resume").stdout
+    got, want = read_metrics(tmp_path / "run"), read_metrics(tmp_path / "ref")
+    assert [(i, k) for i, k, _ in losses(got)] == [(i, k) for i, k, _ in losses(want)]
+    for (i, k, a), (_, _, b) in zip(losses(got), losses(want)):
+        assert a == pytest.approx(b, rel=1e-5, abs=0), (i, k)
