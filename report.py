@@ -1,6 +1,7 @@
 """
 The report of a sweep, written from its runs' records alone: summary.json, metrics.jsonl,
-host.json and the final checkpoints (never the logs). sweep.py calls write(); regenerate with
+host.json and analysis.json (never the logs, never a checkpoint: it needs no model, no GPU, and
+works on a fresh clone from the committed records). sweep.py calls write(); regenerate with
 `python sweep.py SWEEPFILE --report_only=True`.
 
 Writes results/NAME/report.md, runs.csv (raw per-run values) and loss.png. The comparison is paired:
@@ -9,9 +10,7 @@ from the reference is taken seed by seed and tested with a paired t-test. The t 
 computed here (no scipy): its CDF through the regularized incomplete beta function.
 """
 
-import copy
 import csv
-import functools
 import io
 import json
 import math
@@ -23,17 +22,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
 import checkpoint  # noqa: E402
-import train  # noqa: E402
 from configurator import UserError  # noqa: E402
 
 ALPHA = 0.05
 TUNED = "learning_rate"  # with this axis in the grid, each activation is compared at its own best value
 CLAIMS = [("gelu", "relu"), ("none", "gelu"), ("none", "relu")]
 SHOWN = {"gelu": "GELU", "relu": "ReLU", "none": "'none'"}
-ANALYSIS_BATCHES = 4  # validation batches through each final checkpoint for the MLP analyses
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +132,11 @@ def read_json(path):
         return json.load(f)
 
 
+def read_optional(run, name):
+    path = os.path.join(run.dir, name)
+    return read_json(path) if os.path.exists(path) else None
+
+
 def summary_of(run):
     """The run's summary.json, or {} before it has one."""
     path = os.path.join(run.dir, "summary.json")
@@ -156,9 +157,9 @@ def load_records(runs):
             continue
         with open(os.path.join(run.dir, "metrics.jsonl")) as f:
             evals = [r for r in map(json.loads, f) if "val_loss" in r]
-        host_path = os.path.join(run.dir, "host.json")
         records.append(SimpleNamespace(run=run, summary=summary, evals=evals, best=summary["best_val_loss"],
-                                       host=read_json(host_path) if os.path.exists(host_path) else None))
+                                       host=read_optional(run, "host.json"),
+                                       analysis=read_optional(run, "analysis.json")))
     return records, missing
 
 
@@ -216,7 +217,7 @@ def comparison_table(groups, reference, rates=None):
     groups: activation -> runs; rates: activation -> learning rate, shown when given."""
     header = ["activation", *(["learning rate"] if rates else []), "seeds", "best val loss (mean ± std)",
               "95% CI", f"Δ vs {reference} (paired by seed)", "95% CI of Δ", "p (paired t)", "params",
-              "tokens/s (mean)"]
+              "tokens/s (mean)", "final val loss (mean)", "best at iteration"]
     rows = []
     for activation, rs in groups.items():
         losses = [r.best for r in rs]
@@ -234,8 +235,15 @@ def comparison_table(groups, reference, rates=None):
         speeds = [r.summary["tokens_per_s"] for r in rs if r.summary.get("tokens_per_s")]
         rows.append([f"`{activation}`", *([f"{rates[activation]:g}"] if rates else []), len(rs), spread,
                      fmt_interval(interval95(losses)), *diff, " / ".join(f"{p:,}" for p in params),
-                     f"{sum(speeds) / len(speeds):,.0f}" if speeds else "n/a"])
+                     f"{sum(speeds) / len(speeds):,.0f}" if speeds else "n/a",
+                     f"{mean_std([r.summary['final_val_loss'] for r in rs])[0]:.4f}", best_iterations(rs)])
     return markdown_table(header, rows)
+
+
+def best_iterations(rs):
+    """The iterations at which runs reached their best val loss, as a range."""
+    its = [min(r.evals, key=lambda e: e["val_loss"])["iter"] for r in rs]
+    return f"{min(its):,}" if min(its) == max(its) else f"{min(its):,}–{max(its):,}"
 
 
 def verdict(a, b, groups):
@@ -262,113 +270,34 @@ def verdicts(groups):
 
 
 # ---------------------------------------------------------------------------------------------
-# What the MLPs do, from the final checkpoints
+# What the MLPs do, from each run's analysis.json (written by train.py when the run ended)
 
-def analysis_device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-@functools.lru_cache
-def val_batches(dataset, batch_size, block_size, vocab_size):
-    """The first validation batches of train.py's evaluation (made once per dataset and shape, since
-    opening a dataset checks every token)."""
-    cfg = SimpleNamespace(dataset=dataset, batch_size=batch_size, block_size=block_size)
-    batches = train.Batches(train.dataset_dir(dataset), cfg, analysis_device(), vocab_size)
-    return list(batches.eval("val", ANALYSIS_BATCHES))
+def analysed(rs):
+    return [r for r in rs if r.analysis is not None]
 
 
-def load_final(record):
-    """The model of a run's final checkpoint, and validation batches like the ones it was evaluated on."""
-    ckpt = checkpoint.load(os.path.join(record.run.dir, "ckpt.pt"))
-    model = checkpoint.build_model(ckpt).to(analysis_device()).eval()
-    cfg = record.summary["config"]
-    return model, val_batches(cfg["dataset"], cfg["batch_size"], cfg["block_size"], model.config.vocab_size)
-
-
-@torch.no_grad()
-def collapse_check(model, val):
-    """Fold every MLP of a 'none' model into one Linear and compare the logits on a validation batch."""
-    x, y = val[0]
-    logits = model(x, y)[0]
-    folded = copy.deepcopy(model)
-    for block in folded.transformer.h:
-        block.mlp = block.mlp.folded()
-
-    def mlp_params(m):
-        return sum(p.numel() for block in m.transformer.h for p in block.mlp.parameters())
-
-    return dict(diff=(folded(x, y)[0] - logits).abs().max().item(), max_logit=logits.abs().max().item(),
-                mlp_before=mlp_params(model), mlp_after=mlp_params(folded),
-                total_before=model.get_num_params(), total_after=folded.get_num_params())
-
-
-class UnitStats:
-    """Running statistics of one MLP's activation output act(x W_fc) (the gate act(x W) in gated
-    MLPs): a forward hook on its c_fc, which recomputes the activation from c_fc's output."""
-
-    def __init__(self, mlp):
-        self.mlp, self.active = mlp, None
-        self.n = self.total = self.abs = self.zeros = 0
-
-    def __call__(self, module, args, out):
-        a = self.mlp.act(out.chunk(2, dim=-1)[0] if self.mlp.gated else out).flatten(0, -2).float()
-        active = (a > 0).any(0)  # per unit: positive on some token
-        self.active = active if self.active is None else self.active | active
-        self.n += a.numel()
-        self.total += a.sum().item()
-        self.abs += a.abs().sum().item()
-        self.zeros += (a == 0).sum().item()
-
-    def result(self):
-        return dict(dead=1 - self.active.float().mean().item(), mean=self.total / self.n,
-                    zeros=self.zeros / self.n, abs=self.abs / self.n)
-
-
-@torch.no_grad()
-def hidden_units(model, val):
-    """UnitStats of a model over a few validation batches, averaged over layers."""
-    stats = [UnitStats(block.mlp) for block in model.transformer.h]
-    handles = [block.mlp.c_fc.register_forward_hook(s) for block, s in zip(model.transformer.h, stats)]
-    for x, y in val:
-        model(x, y)
-    for h in handles:
-        h.remove()
-    layers = [s.result() for s in stats]
-    return {k: sum(layer[k] for layer in layers) / len(layers) for k in layers[0]}
-
-
-def final_checks(groups):
-    """Run name -> (hidden-unit statistics, collapse check for 'none' else None), each final
-    checkpoint loaded once."""
-    checks = {}
-    for activation, rs in groups.items():
-        for r in rs:
-            model, val = load_final(r)
-            collapse = collapse_check(model, val) if activation == "none" else None
-            checks[r.run.name] = (hidden_units(model, val), collapse)
-    return checks
-
-
-def hidden_table(groups, checks):
+def hidden_table(groups):
     rows = []
     for activation, rs in groups.items():
-        stats = [checks[r.run.name][0] for r in rs]
+        stats = [r.analysis["hidden_units"]["mean"] for r in analysed(rs)]
+        if not stats:
+            rows.append([f"`{activation}`", 0, "n/a", "n/a", "n/a", "n/a"])
+            continue
         mean = {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}
-        rows.append([f"`{activation}`", len(rs), f"{100 * mean['dead']:.1f}%", f"{mean['mean']:+.4f}",
+        rows.append([f"`{activation}`", len(stats), f"{100 * mean['dead']:.1f}%", f"{mean['mean']:+.4f}",
                      f"{100 * mean['zeros']:.1f}%", f"{mean['abs']:.4f}"])
-    return markdown_table(["activation", "checkpoints", "units never active (≤ 0 on every token)",
+    return markdown_table(["activation", "runs analysed", "units never active (≤ 0 on every token)",
                            "mean output", "exact zeros", "mean abs output"], rows)
 
 
-def collapse_table(records, checks):
+def collapse_table(records):
     rows = []
-    for r in records:
-        c = checks[r.run.name][1]
+    for r in analysed(records):
+        c = r.analysis["collapse"]
         rows.append([r.run.name, f"{c['diff']:.2e}", f"{c['max_logit']:.2f}", f"{c['mlp_before']:,}",
                      f"{c['mlp_after']:,}", f"{c['total_before']:,}", f"{c['total_after']:,}"])
     return markdown_table(["run", "max abs logit difference, folded vs unfolded", "max abs logit", "MLP params",
-                           "MLP params folded",
-                           "model params", "model params folded"], rows)
+                           "MLP params folded", "model params", "model params folded"], rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,6 +382,17 @@ def header(sweep, records, missing, command):
         f"- iterations per run: {distinct(r.summary['iters'] for r in records)}; tokens per run: {tokens}",
         f"- total wall time of the runs: {duration(sum(r.summary['wall_s'] for r in records))} "
         "(sum over runs; runs side by side overlap)",
+    ]
+    passes = [r.summary["tokens_seen"] / r.summary["train_tokens"] for r in records if r.summary.get("train_tokens")]
+    if passes:
+        lines.append(f"- passes over the training text per run: {min(passes):.1f}"
+                     + (f" to {max(passes):.1f}" if max(passes) > min(passes) + 0.05 else "")
+                     + " (tokens seen / tokens in train.bin; past 1, runs see text again)")
+    unanalysed = [r.run.name for r in records if r.analysis is None]
+    if unanalysed:
+        lines.append(f"- no analysis.json (hidden units, collapse check) for {len(unanalysed)} of {len(records)} "
+                     f"runs, left out of those tables: {', '.join(unanalysed)}")
+    lines += [
         "",
         "Loss is the best validation loss of a run (lower is better). Every activation runs with the same seeds, "
         "and a seed fixes the initialisation and the batches, so differences from the reference "
@@ -498,18 +438,23 @@ def cell_section(title, rs, sweep):
     found = verdicts(groups)
     if found:
         lines += ["", "### Verdicts", "", *found]
-    checks = final_checks(groups)
-    lines += ["", "### MLP hidden units", "",
-              f"The activation's output act(x·W_fc) (for gated MLPs, the gate act(x·W)), from forward hooks on "
-              f"c_fc, on {ANALYSIS_BATCHES} validation batches through each final checkpoint; averaged over layers, "
-              "then over checkpoints. A unit never active gives ≤ 0 on every token (a dead unit, for ReLU-like "
-              "activations).", "", hidden_table(groups, checks)]
-    if "none" in groups:
-        lines += ["", "### Linear collapse of 'none'", "",
-                  "Each MLP of the final checkpoint folded into one n_embd × n_embd Linear (MLP.folded()); logits "
-                  "of the folded and the unfolded model compared on a validation batch.", "",
-                  collapse_table(groups["none"], checks)]
+    if any(r.analysis for r in rs):
+        lines += mlp_sections(groups)
     return lines, curves, found
+
+
+def mlp_sections(groups):
+    lines = ["", "### MLP hidden units", "",
+             "The activation's output act(x·W_fc) (for gated MLPs, the gate act(x·W)), from forward hooks on "
+             "c_fc, on the first validation batches through each run's final model (analysis.json, written when "
+             "the run ended); averaged over layers, then over runs. A unit never active gives ≤ 0 on every "
+             "token (a dead unit, for ReLU-like activations).", "", hidden_table(groups)]
+    if analysed(groups.get("none", [])):
+        lines += ["", "### Linear collapse of 'none'", "",
+                  "Each MLP of the final model folded into one n_embd × n_embd Linear (MLP.folded()); logits "
+                  "of the folded and the unfolded model compared on a validation batch.", "",
+                  collapse_table(groups["none"])]
+    return lines
 
 
 def write(sweep, runs, command):

@@ -9,14 +9,15 @@ Plan only:         python train.py config/gpt2_xl_gelu.py --dry_run=True
 Every batch is a function of (seed, iteration) alone: the global batch of an iteration is drawn
 from a generator keyed by both, and each DDP rank takes its slice of the micro-batches. So N
 ranks with A accumulation steps see exactly what 1 rank sees with N*A, and a resumed run sees
-the batches it would have seen. Dropout is seeded per global micro-batch in the same way.
+the batches it would have seen. Dropout is seeded per global micro-batch in the same way, so
+nothing a run draws depends on random-number state carried from one iteration to the next, and a
+checkpoint holds none: the iteration number is the whole data position.
 """
 
 import json
 import math
 import os
 import pickle
-import random
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import torch.distributed as dist
 from torch.distributed.constants import default_pg_timeout
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import analysis
 import checkpoint
 import plan
 from configurator import UserError, configure, exit_status, run_main
@@ -340,25 +342,6 @@ def autocast(cfg, device_type):
     return nullcontext() if cfg.dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, cfg.dtype))
 
 
-def rng_state():
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(state["python"])
-
-
 def git_revision():
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
@@ -416,7 +399,7 @@ def build(cfg, device_type, data_dir):
         cfg.init_from = "resume" if os.path.exists(ckpt_path) else "scratch"
     state, pretrained = None, None
     if cfg.init_from == "resume":
-        state = checkpoint.load(ckpt_path, map_location=cfg.device)
+        state = checkpoint.load(ckpt_path)
         saved, pretrained = state["model_args"], state.get("pretrained")
         cfg.activation = cfg.activation or saved["activation"]
         wanted = dict(block_size=cfg.block_size, activation=cfg.activation)
@@ -502,7 +485,6 @@ def train(cfg, ranks, device_type):
     elapsed0 = state["elapsed"] if state else 0.0
     wandb_id = state["wandb_id"] if state else f"{int(time.time())}-{os.getpid()}"
     if state:
-        set_rng_state(state["rng"])
         print(f"resuming from {cfg.out_dir}/ckpt.pt at iteration {start_iter}")
     del state
 
@@ -542,7 +524,7 @@ def train(cfg, ranks, device_type):
         checkpoint.save(dict(
             model=raw.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
             model_args=asdict(raw.config), iter_num=it, evaluated=is_evaluated, best_val_loss=best_val_loss,
-            config=vars(cfg), rng=rng_state(), elapsed=elapsed0 + time.time() - t_start, wandb_id=wandb_id,
+            config=vars(cfg), elapsed=elapsed0 + time.time() - t_start, wandb_id=wandb_id,
             pretrained=pretrained,
         ), path)
         last_ckpt = (path, it)
@@ -638,7 +620,11 @@ def train(cfg, ranks, device_type):
                 tokens_per_s=round(measured_tokens / measured_time, 1) if measured_time else None,
                 wall_s=round(elapsed0 + time.time() - t_start, 3), world_size=ranks.world_size,
                 device=cfg.device, torch=torch.__version__, git=git_revision(), config=vars(cfg),
+                train_tokens=len(batches.data["train"]),
             )
+            # what the MLPs do, measured now, while the model is at hand (reports read this file)
+            result = analysis.analyse(raw, list(batches.eval("val", analysis.BATCHES)))
+            checkpoint.write_json(os.path.join(cfg.out_dir, "analysis.json"), result)
             checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
             print(f"best val loss {summary['best_val_loss']:.4f}; summary in {cfg.out_dir}/summary.json")
         records.close()

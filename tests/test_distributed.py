@@ -42,8 +42,8 @@ def test_two_ranks_match_one_process(launch, single, char_dataset, tmp_path):
         key = "val_loss" if "val_loss" in a else "loss"
         assert b[key] == pytest.approx(a[key], rel=1e-5, abs=0), (a["iter"], key)
     # only rank 0 writes: one checkpoint, one set of records, and no stray files
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "ckpt.pt", "config.json", "metrics.jsonl",
-                                                          "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.json", "best.pt", "ckpt.pt", "config.json",
+                                                          "metrics.jsonl", "summary.json"]
     assert r.stdout.count("best val loss") == 1
 
 
