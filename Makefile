@@ -1,10 +1,11 @@
 # make test: set up .venv and run the tests.
 # make reproduce: the CPU claim sweep (gelu/relu/none x 5 seeds, ~15 min on 2 cores), its verdict, and samples.
+# make gpu-check: on a CUDA machine, every GPU path checked in a few minutes (gpu_check.py).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint reproduce clean
+.PHONY: setup test lint reproduce gpu-check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ reproduce: setup
 		echo "=== a sample from $$act (seed 1) ==="; \
 		$(PY) sample.py --out_dir=results/claim_cpu/runs/$$act-s1 --num_samples=1 --max_new_tokens=300 || exit 1; \
 	done
+
+gpu-check: setup
+	$(PY) gpu_check.py
 
 clean:
 	rm -rf .pytest_cache

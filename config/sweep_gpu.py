@@ -2,9 +2,9 @@
 # (train_shakespeare_char.py: 6 layers, 384 dims, 5000 iterations), bf16 and torch.compile, 2 seeds.
 # python sweep.py config/sweep_gpu.py
 #
-# Cost, estimated (not measured here): nanoGPT reports about 3 minutes per run on an A100; on an H100
-# about 2.5 minutes each (compile ~40 s, 5000 iterations at ~15 ms, 21 evaluations of 400 batches).
-# This model leaves most of an H100 idle, so 3 runs share it at once: 6 runs in about 8 minutes.
+# Cost, measured on one H200 (torch 2.11, 2026-11-29): 128-150 s per run with 3 runs sharing the GPU,
+# 6 runs in about 5 minutes. Those runs are committed as results/gpu_h200 (report:
+# python sweep.py config/sweep_gpu.py --name=gpu_h200 --report_only=True).
 name = "gpu"
 base = "config/train_shakespeare_char.py"
 activations = ["gelu", "relu", "none"]

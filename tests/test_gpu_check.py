@@ -1,0 +1,36 @@
+"""gpu_check.py, the GPU check run by hand on CUDA machines: its every check rehearsed on tiny models
+on the CPU (the orchestration, the parsing of each script's output, the PASS/FAIL table and the log),
+a failing check reported as FAIL, and its argument errors."""
+
+import re
+
+from conftest import run
+
+CHECKS = ("train", "resume", "gpu->cpu", "torchrun", "kv cache", "bench", "plan")
+
+
+def test_every_check_passes_in_a_cpu_rehearsal(tmp_path):
+    r = run("gpu_check.py", "--device=cpu", "--smoke=True", f"--out_dir={tmp_path}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = re.findall(r"^\| (\S[^|]*?) \| (PASS|FAIL) \| \d+ s \| (.+) \|$", r.stdout, re.M)
+    assert [(name, result) for name, result, _ in rows] == [(name, "PASS") for name in CHECKS]
+    what = dict((name, text) for name, _, text in rows)
+    assert "every loss bitwise equal to the uninterrupted run" in what["resume"]  # the CPU is deterministic
+    assert re.search(r"identical tokens: yes", what["kv cache"])
+    assert "1,556,840,000 parameters" in what["plan"]
+    log = (tmp_path / "gpu_check.md").read_text()
+    assert "7 of 7 checks passed" in log and log.count("(exit 0,") == 9 and "(exit 143)" in log
+
+
+def test_a_failing_check_is_reported(tmp_path):
+    r = run("gpu_check.py", "--device=cpu", "--smoke=True", f"--out_dir={tmp_path}", "--only=['gpu->cpu']")
+    assert r.returncode == 1
+    assert "FAIL  gpu->cpu: no checkpoint from the train check" in r.stdout
+    assert "0 of 1 checks passed" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_argument_errors_are_one_line(tmp_path):
+    for args, message in ((["--only=['nope']"], "only=['nope'] names unknown checks ['nope']"),
+                          (["--device=cpu"], "add --smoke=True")):
+        r = run("gpu_check.py", f"--out_dir={tmp_path}", *args)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
