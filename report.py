@@ -163,12 +163,15 @@ def load_records(runs):
     return records, missing
 
 
+def cell_key(axes, sweep):
+    return tuple((axis, axes[axis]) for axis in sweep.grid if axis != TUNED)
+
+
 def cells(records, sweep):
     """Records grouped by the grid axes other than the tuned one (say, one group per model size)."""
     groups = {}
     for r in records:
-        key = tuple((axis, r.run.axes[axis]) for axis in sweep.grid if axis != TUNED)
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(cell_key(r.run.axes, sweep), []).append(r)
     return groups
 
 
@@ -178,11 +181,14 @@ def by_activation(records, sweep):
 
 
 def at_best_rate(records, sweep):
-    """Each activation's runs at its learning rate of lowest mean best val loss, and that rate."""
+    """Each activation's runs at its learning rate of lowest mean best val loss over the sweep's
+    `seeds` (run at every rate), and that rate; confirm_seeds, run at the best rate only, are among
+    the runs returned but play no part in choosing it."""
     best = {}
     for activation, rs in by_activation(records, sweep).items():
-        rates = sorted({r.run.axes[TUNED] for r in rs})
-        means = {lr: mean_std([r.best for r in rs if r.run.axes[TUNED] == lr])[0] for lr in rates}
+        chosen_by = [r for r in rs if r.run.seed in sweep.seeds]
+        rates = sorted({r.run.axes[TUNED] for r in chosen_by})
+        means = {lr: mean_std([r.best for r in chosen_by if r.run.axes[TUNED] == lr])[0] for lr in rates}
         lr = min(rates, key=means.get)
         best[activation] = (lr, [r for r in rs if r.run.axes[TUNED] == lr])
     return best
@@ -413,6 +419,18 @@ def cell_title(key, sweep):
     return ", ".join(parts)
 
 
+def best_rate_note(sweep):
+    seeds = ", ".join(map(str, sweep.seeds))
+    note = (f"An activation's best learning rate is the one of lowest mean best val loss over seeds {seeds}, "
+            "which ran at every rate. ")
+    if sweep.confirm_seeds:
+        more = ", ".join(map(str, sweep.confirm_seeds))
+        return note + (f"Seeds {more} then ran at that rate only: they count in the comparison below but played "
+                       "no part in choosing the rate, so they judge it without the flattery of selection.")
+    return note + ("It is chosen on the same runs it is then judged by, which flatters every activation a "
+                   "little (most where seeds are few).")
+
+
 def cell_section(title, rs, sweep):
     """The markdown of one cell, its loss curves to plot (label -> runs) and its verdicts. With a
     learning-rate axis, each activation is judged and plotted at its best rate."""
@@ -425,11 +443,11 @@ def cell_section(title, rs, sweep):
         best = at_best_rate(rs, sweep)
         groups = {a: runs for a, (_, runs) in best.items()}
         curves = {f"{a}, lr {lr:g}": runs for a, (lr, runs) in best.items()}
-        lines += ["", "### Each activation at its own best learning rate", "",
-                  "An activation's best learning rate is the one of lowest mean best val loss over its seeds. "
-                  "It is chosen on the same runs it is then judged by, which flatters every activation a "
-                  "little (most where seeds are few).", "",
+        lines += ["", "### Each activation at its own best learning rate", "", best_rate_note(sweep), "",
                   comparison_table(groups, sweep.reference, {a: lr for a, (lr, _) in best.items()})]
+        grid = sweep.grid[TUNED]
+        lines += [f"\n**The best rate of `{a}` ({lr:g}) is at the edge of the grid**: a rate beyond it may be "
+                  "better; widen the grid." for a, (lr, _) in best.items() if lr in (min(grid), max(grid))]
     else:
         groups = curves = by_activation(rs, sweep)
         if TUNED in sweep.grid:

@@ -53,6 +53,7 @@ DEFAULTS = dict(
     activations=[],  # names from model.ACTIVATIONS
     reference="gelu",  # the activation every other one is compared with in the report
     seeds=[1],
+    confirm_seeds=[],  # more seeds, run only at each activation's best learning rate once the grid is done
     grid={},  # more axes: {train.py key: [values]} or {axis name: {label: {train.py key: value}}}
     overrides={},  # train.py keys set in every run
     parallel=2,  # runs at a time (measured best on a 2-core CPU: see above)
@@ -90,8 +91,13 @@ def validate(sweep):
         raise UserError(f"activations={sweep.activations!r} repeats a name")
     if sweep.reference not in sweep.activations:
         raise UserError(f"reference={sweep.reference!r} is not among activations {sweep.activations}; add it")
-    if not sweep.seeds or any(type(s) is not int for s in sweep.seeds) or len(set(sweep.seeds)) < len(sweep.seeds):
-        raise UserError(f"seeds={sweep.seeds!r} must be a list of distinct integers")
+    everything = sweep.seeds + sweep.confirm_seeds
+    if not sweep.seeds or any(type(s) is not int for s in everything) or len(set(everything)) < len(everything):
+        raise UserError(f"seeds={sweep.seeds!r} and confirm_seeds={sweep.confirm_seeds!r} must be lists of "
+                        "distinct integers, seeds not empty")
+    if sweep.confirm_seeds and len(sweep.grid.get(report.TUNED, ())) < 2:
+        raise UserError(f"confirm_seeds={sweep.confirm_seeds!r} confirms a best learning rate, but the grid has "
+                        "no learning_rate axis with 2 or more values")
     for key in ("parallel", "threads", "torchrun"):
         if getattr(sweep, key) < (1 if key == "parallel" else 0):
             raise UserError(f"{key}={getattr(sweep, key)} is out of range; see sweep.py's DEFAULTS")
@@ -131,8 +137,9 @@ def label(value):
     return text
 
 
-def plan(sweep):
-    """Every run of the sweep: name, folder, activation, seed, its grid values and its train.py keys."""
+def plan(sweep, seeds=None):
+    """Every run of the grid (with `seeds`, by default the sweep's): name, folder, activation, seed,
+    its grid values and its train.py keys."""
     combos = [({}, [], {})]  # (axis -> value, or label for a bundle; run-name parts; train.py keys)
     for axis, values in sweep.grid.items():
         if isinstance(values, dict):
@@ -144,7 +151,7 @@ def plan(sweep):
     runs = []
     for activation in sweep.activations:
         for axes, parts, keys in combos:
-            for seed in sweep.seeds:
+            for seed in seeds or sweep.seeds:
                 name = "-".join([activation, *parts, f"s{seed}"])
                 runs.append(SimpleNamespace(
                     name=name, dir=os.path.join(sweep.results_dir, sweep.name, "runs", name),
@@ -154,6 +161,27 @@ def plan(sweep):
     if len({r.name for r in runs}) < len(runs):
         raise UserError(f"grid {sweep.grid!r} gives two runs the same name; make its values distinct")
     return runs
+
+
+def confirmations(sweep, runs):
+    """The second stage of a two-stage search: the confirm_seeds runs at the learning rate each
+    activation does best at (in each cell of the other axes) over the first stage's seeds, for
+    every activation whose first-stage runs are all complete."""
+    if not sweep.confirm_seeds:
+        return []
+    records, _ = report.load_records(runs)
+    best = {}
+    for key, rs in report.cells(records, sweep).items():
+        for activation, (lr, _) in report.at_best_rate(rs, sweep).items():
+            stage = [r for r in runs if r.activation == activation and cell_of(r, sweep) == key]
+            if all(report.is_complete(r) for r in stage):
+                best[key, activation] = lr
+    return [r for r in plan(sweep, sweep.confirm_seeds)
+            if best.get((cell_of(r, sweep), r.activation)) == r.axes[report.TUNED]]
+
+
+def cell_of(run, sweep):
+    return report.cell_key(run.axes, sweep)
 
 
 def train_flags(sweep, run):
@@ -264,11 +292,15 @@ def main(argv):
         # asked to checkpoint and exit (see execute)
         with train.StopRequest() as stop:
             failed = execute(sweep, runs, stop)
+            if sweep.confirm_seeds and not stop.signum:
+                second = confirmations(sweep, runs)
+                check_runs(sweep, second)
+                failed += execute(sweep, second, stop)
         if stop.signum:
             print("stopped; running the same command again resumes the sweep", file=sys.stderr)
             return 128 + stop.signum
     if sweep.report_only or any(report.is_complete(r) for r in runs):  # else every run failed: nothing to report
-        path, verdicts = report.write(sweep, runs, regenerate_command(argv))
+        path, verdicts = report.write(sweep, runs + confirmations(sweep, runs), regenerate_command(argv))
         print(f"report: {path}")
         for line in verdicts:
             print(line)

@@ -282,3 +282,32 @@ def test_verdict_wording_follows_the_numbers():
     groups["relu"] = fake_runs("relu", [2.1, 2.0, 2.2])
     assert "not significant" in report.verdict("gelu", "relu", groups)
     assert "n/a" in report.verdict("gelu", "relu", {"gelu": groups["gelu"][:1], "relu": groups["relu"]})
+
+
+def test_confirm_seeds_run_at_each_activations_best_rate_only(tmp_path, char_dataset):
+    """Two stages: seed 1 at every rate picks each activation's best rate; seed 2 runs there only,
+    and the report judges on both seeds while choosing on seed 1 alone."""
+    path = write_sweep(tmp_path, char_dataset, name="two", activations=["gelu", "relu"], seeds=[1],
+                       confirm_seeds=[2], grid={"learning_rate": [1e-4, 3e-2]}, parallel=2)
+    out = run_sweep(path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    done = summaries(os.path.join(str(tmp_path), "results", "two", "runs"))
+    best = {a: min((1e-4, 3e-2), key=lambda lr: done[f"{a}-lr{sweep.label(lr)}-s1"]["best_val_loss"])
+            for a in ("gelu", "relu")}
+    assert sorted(done) == sorted([f"{a}-lr{sweep.label(lr)}-s1" for a in ("gelu", "relu") for lr in (1e-4, 3e-2)]
+                                  + [f"{a}-lr{sweep.label(best[a])}-s2" for a in ("gelu", "relu")])
+    with open(os.path.join(str(tmp_path), "results", "two", "report.md")) as f:
+        text = f.read()
+    assert "over seeds 1, which ran at every rate. Seeds 2 then ran at that rate only" in text
+    gelu = report_rows(text, "gelu")[-2]  # the best-rate table (the last is the hidden-unit table)
+    assert gelu[1] == f"{best['gelu']:g}" and gelu[2] == "2"
+    assert "is at the edge of the grid" in text  # a two-value grid has nothing but edges
+
+
+@pytest.mark.parametrize("keys, message", [
+    (dict(confirm_seeds=[2]), "no learning_rate axis with 2 or more values"),
+    (dict(confirm_seeds=[1], grid={"learning_rate": [1e-3, 3e-3]}), "must be lists of distinct integers"),
+])
+def test_confirm_seed_mistakes(tmp_path, keys, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        sweep.load_sweep([write_sweep(tmp_path, "unused", activations=["gelu"], **keys)])
