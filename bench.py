@@ -172,7 +172,6 @@ def compiled(model, cfg):
 def build(cfg, device_type):
     """The model (weights per init_from, as train.py), its optimizer and scaler, and the batches."""
     data_dir = train.dataset_dir(cfg.dataset)
-    torch.manual_seed(cfg.seed)
     model, optimizer, scaler, _, _ = train.build(cfg, device_type, data_dir)
     return model, optimizer, scaler, train.Batches(data_dir, cfg, cfg.device, model.config.vocab_size)
 
@@ -291,7 +290,6 @@ def bench_train(cfg, device_type):
 
 def bench_sample(cfg, device_type):
     """tokens/s of model.generate with and without the KV cache, from the same prompt and seed."""
-    torch.manual_seed(cfg.seed)
     model = train.build(cfg, device_type, train.dataset_dir(cfg.dataset))[0].eval()
     ctx = train.autocast(cfg, device_type)
     rng = torch.Generator().manual_seed(cfg.seed)

@@ -433,6 +433,9 @@ def build(cfg, device_type, data_dir):
         vocab_size = model.config.vocab_size
     else:
         cfg.activation = cfg.activation or "gelu"
+        # The initial weights are a function of the seed alone: the same on every rank, and the same
+        # for every ungated activation, so runs that differ only in the activation start alike.
+        torch.manual_seed(cfg.seed)
         model = GPT(model_config(cfg, vocab_size))
     model.config.dropout = cfg.dropout
     model.to(cfg.device)
@@ -474,7 +477,6 @@ class StopRequest:
 
 def train(cfg, ranks, device_type):
     data_dir = dataset_dir(cfg.dataset)
-    torch.manual_seed(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's weights)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     model, optimizer, scaler, state, pretrained = build(cfg, device_type, data_dir)

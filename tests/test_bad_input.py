@@ -125,7 +125,3 @@ def test_bad_input(case, argv, env, expected, trained, tmp_path):
     assert "\n" not in line and line.startswith("error: "), r.stderr
     assert expected in line
     assert snapshot(tmp_path) == before and snapshot(trained) == trained_before  # nothing written
-
-
-def test_the_table_is_large_enough():
-    assert len(CASES) >= 15

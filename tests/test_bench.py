@@ -1,9 +1,12 @@
 """bench.py: each mode runs on a tiny model and prints figures that agree with each other."""
 
+import pickle
 import re
 
+import pytest
 from conftest import run, tiny
-from model import ACTIVATIONS
+
+from model import ACTIVATIONS, GPT, GPTConfig
 
 QUICK = dict(iters=3, repeats=2, warmup=1)
 
@@ -47,7 +50,16 @@ def test_activations_mode_lists_every_registry_entry(char_dataset, tmp_path):
     out = bench(tmp_path, char_dataset, mode="activations", iters=1, repeats=1, warmup=0)
     rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in ACTIVATIONS}
     assert list(rows) == list(ACTIVATIONS)
-    assert rows["gelu"].endswith(" 1.00x")
+    vocab = pickle.loads((char_dataset / "meta.pkl").read_bytes())["vocab_size"]
+    row = re.compile(r"^(\w+)\s+(yes|no)\s+([\d,]+)\s+([\d.]+) ms .*\s([\d.]+)x$")
+    medians = {name: float(row.match(line)[4]) for name, line in rows.items()}
+    for name, line in rows.items():
+        m = row.match(line)
+        gated = ACTIVATIONS[name][1]
+        model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=vocab, bias=False,
+                              activation=name))
+        assert m[2] == ("yes" if gated else "no") and int(m[3].replace(",", "")) == model.get_num_params()
+        assert float(m[5]) == pytest.approx(medians[name] / medians["gelu"], abs=0.006)
     assert re.search(r"MLP alone, forward\+backward on 4x32x32: .* ratio [\d.]+", out)
 
 

@@ -19,6 +19,8 @@ import time
 from contextlib import redirect_stderr, redirect_stdout
 from types import SimpleNamespace
 
+import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 
 import report
@@ -138,7 +140,13 @@ def test_report_agrees_with_run_records(tiny):
     relu_units, gelu_units = report_rows(text, "relu")[1], report_rows(text, "gelu")[1]
     assert float(relu_units[-2].rstrip("%")) > 10 and gelu_units[-2] == "0.0%"
     assert "python sweep.py " in text and "--report_only=True" in text
-    assert os.path.getsize(os.path.join(tiny.out_dir, "loss.png")) > 0
+    # loss.png: one row of two panels per cell (one cell here, 12 x 4 inches at 100 dpi), with a curve
+    # in each activation's color (matplotlib's C0, C1) in both panels
+    image = plt.imread(os.path.join(tiny.out_dir, "loss.png"))[..., :3]
+    assert image.shape == (400, 1200, 3)
+    for color in ("C0", "C1"):
+        drawn = (abs(image - matplotlib.colors.to_rgb(color)).sum(-1) < 0.05).sum(0) > 0
+        assert drawn[:600].sum() > 100 and drawn[600:].sum() > 100, color  # columns the curve crosses
 
 
 def test_report_only_rewrites_the_same_report(tiny):
@@ -311,3 +319,27 @@ def test_confirm_seeds_run_at_each_activations_best_rate_only(tmp_path, char_dat
 def test_confirm_seed_mistakes(tmp_path, keys, message):
     with pytest.raises(UserError, match=re.escape(message)):
         sweep.load_sweep([write_sweep(tmp_path, "unused", activations=["gelu"], **keys)])
+
+
+def records_by_seed(activation, losses):
+    """Records as report.load_records makes them, for {seed: best val loss}, in the given order."""
+    return [SimpleNamespace(run=SimpleNamespace(activation=activation, seed=seed, name=f"{activation}-s{seed}"),
+                            best=loss, evals=[{"iter": 0, "val_loss": loss}], analysis=None,
+                            summary=dict(n_params=100, tokens_per_s=1.0, final_val_loss=loss))
+            for seed, loss in losses.items()]
+
+
+def test_differences_are_paired_by_seed_not_by_position():
+    """relu's seed 3 failed and its runs come in another order: each difference must still be
+    relu minus gelu of the same seed."""
+    gelu = records_by_seed("gelu", {1: 2.00, 2: 2.10, 3: 2.50, 4: 2.20})
+    relu = records_by_seed("relu", {4: 2.15, 2: 2.02, 1: 1.97})
+    d = [2.15 - 2.20, 2.02 - 2.10, 1.97 - 2.00]  # seeds 4, 2, 1
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    test = report.paired_t(*report.pair(relu, gelu))
+    assert test.n == 3 and test.mean == pytest.approx(mean) and test.sd == pytest.approx(sd)
+    table = report.comparison_table({"gelu": gelu, "relu": relu}, "gelu")
+    row = report_rows(table, "relu")[0]
+    assert row[1] == "3" and row[4] == f"{mean:+.4f}"
+    assert "paired t-test over 3 seeds" in report.verdict("gelu", "relu", {"gelu": gelu, "relu": relu})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_metrics, run, tiny
+from conftest import make_text, read_metrics, run, tiny
 
 import checkpoint
 from model import GPT, GPTConfig
@@ -71,12 +71,25 @@ def test_resume_continues_from_iter_num(trained, char_dataset, tmp_path):
 
 
 def test_sample_prints_text(trained):
+    """Char-level: each sample is the prompt and exactly max_new_tokens characters of the training
+    text's vocabulary; the seed fixes the text, and each sample is drawn anew."""
     out, _ = trained
-    r = run("sample.py", f"--out_dir={out}", "--start=The king", "--num_samples=2", "--max_new_tokens=40",
-            "--device=cpu")
-    assert r.returncode == 0, r.stderr
-    samples = r.stdout.split("---------------\n")
-    assert len(samples) == 3 and all(s.startswith("The king") and len(s) > 40 for s in samples[:2])
+
+    def samples(seed):
+        r = run("sample.py", f"--out_dir={out}", "--start=The king", "--num_samples=2", "--max_new_tokens=40",
+                "--device=cpu", f"--seed={seed}")
+        assert r.returncode == 0, r.stderr
+        printed = r.stdout.split("\n---------------\n")
+        assert len(printed) == 3 and printed[2] == ""
+        return printed[:2]
+
+    first = samples(1)
+    vocabulary = set(make_text())  # the corpus char_dataset was prepared from
+    for text in first:
+        assert text.startswith("The king") and len(text) == len("The king") + 40
+        assert set(text) <= vocabulary
+    assert first[0] != first[1]
+    assert samples(1) == first and samples(2) != first
 
 
 def test_wandb_offline_run_holds_the_metrics(char_dataset, tmp_path):

@@ -1,0 +1,166 @@
+"""What every verdict rests on, checked directly on the code paths train.py runs:
+
+- for a given seed, every ungated activation starts from identical weights;
+- every run sees the same training batches whatever its activation, and every run is scored on the
+  same held-out batches whatever its seed (while different seeds do train on different batches);
+- the learning rate of every iteration follows the schedule (linear warmup, cosine decay, floor),
+  and gradients are clipped to grad_clip;
+- best.pt holds the weights of the best evaluation, not the latest.
+"""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import read_metrics, run, tiny
+
+import checkpoint
+import train
+from model import ACTIVATIONS
+
+UNGATED = [name for name, (_, gated) in ACTIVATIONS.items() if not gated]
+SINGLE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)
+
+
+def config(dataset, tmp_path, **overrides):
+    cfg = SimpleNamespace(**train.configure(train.DEFAULTS, tiny(tmp_path, dataset, **overrides)))
+    train.validate(cfg)
+    train.resolve_device(cfg)
+    return cfg
+
+
+def build(cfg):
+    model, optimizer, scaler, _, _ = train.build(cfg, "cpu", str(cfg.dataset))
+    return model, optimizer, scaler, train.Batches(str(cfg.dataset), cfg, "cpu", model.config.vocab_size)
+
+
+class Recorder(torch.nn.Module):
+    """Wraps a model and keeps every (x, y) it is called with."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x, y):
+        self.seen.append((x.clone(), y.clone()))
+        return self.model(x, y)
+
+
+def test_every_ungated_activation_starts_from_the_same_weights(char_dataset, tmp_path):
+    states = {a: build(config(char_dataset, tmp_path, activation=a, seed=5))[0].state_dict() for a in UNGATED}
+    reference = states["gelu"]
+    for activation, state in states.items():
+        assert state.keys() == reference.keys()
+        for key in reference:
+            assert torch.equal(state[key], reference[key]), (activation, key)
+    other_seed = build(config(char_dataset, tmp_path, activation="gelu", seed=6))[0].state_dict()
+    assert not torch.equal(other_seed["transformer.h.0.mlp.c_fc.weight"], reference["transformer.h.0.mlp.c_fc.weight"])
+
+
+def trained_on(dataset, tmp_path, iterations, **overrides):
+    """The (x, y) batches train.train_step feeds the model at each of the given iterations."""
+    cfg = config(dataset, tmp_path, gradient_accumulation_steps=3, **overrides)
+    model, optimizer, scaler, batches = build(cfg)
+    recorder = Recorder(model)
+    for it in iterations:
+        train.train_step(recorder, optimizer, scaler, batches, cfg, SINGLE, train.autocast(cfg, "cpu"), it)
+        optimizer.zero_grad(set_to_none=True)
+    return recorder.seen
+
+
+def same(a, b):
+    return len(a) == len(b) and all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
+
+
+def test_every_activation_trains_on_the_same_batches(char_dataset, tmp_path):
+    seen = {a: trained_on(char_dataset, tmp_path, [0, 7], activation=a, seed=3) for a in ("gelu", "relu", "swiglu")}
+    assert len(seen["gelu"]) == 6  # 3 micro-batches at each of 2 iterations
+    assert same(seen["relu"], seen["gelu"]) and same(seen["swiglu"], seen["gelu"])
+    other_seed = trained_on(char_dataset, tmp_path, [0, 7], activation="gelu", seed=4)
+    assert not same(other_seed, seen["gelu"])  # the seed does choose the training batches
+
+
+def evaluated_on(dataset, tmp_path, **overrides):
+    cfg = config(dataset, tmp_path, **overrides)
+    model, _, _, batches = build(cfg)
+    recorder = Recorder(model)
+    losses = train.evaluate(recorder, batches, cfg, train.autocast(cfg, "cpu"))
+    return recorder.seen, losses
+
+
+def test_every_run_is_scored_on_the_same_held_out_batches(char_dataset, tmp_path):
+    seen = {(a, s): evaluated_on(char_dataset, tmp_path, activation=a, seed=s)[0]
+            for a, s in (("gelu", 1), ("gelu", 2), ("none", 9))}
+    reference = seen["gelu", 1]
+    assert len(reference) == 2 * 2  # eval_iters batches of train, then of val
+    assert same(seen["gelu", 2], reference) and same(seen["none", 9], reference)
+    train_part, val_part = reference[:2], reference[2:]
+    assert not same(train_part, val_part)
+
+
+def scheduled_lr(it, lr, warmup, decay, floor):
+    """nanoGPT's schedule, written out: linear warmup over `warmup` iterations, cosine from lr to
+    floor until `decay`, then floor."""
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it > decay:
+        return floor
+    return floor + (lr - floor) * (1 + math.cos(math.pi * (it - warmup) / (decay - warmup))) / 2
+
+
+def test_learning_rate_of_every_iteration_follows_the_schedule(char_dataset, tmp_path):
+    lr, warmup, decay, floor = 3e-3, 5, 20, 3e-4
+    cfg = config(char_dataset, tmp_path, learning_rate=lr, warmup_iters=warmup, lr_decay_iters=decay, min_lr=floor)
+    model, optimizer, scaler, batches = build(cfg)
+    for it in range(25):
+        train.train_step(model, optimizer, scaler, batches, cfg, SINGLE, train.autocast(cfg, "cpu"), it)
+        optimizer.zero_grad(set_to_none=True)
+        applied = [group["lr"] for group in optimizer.param_groups]
+        assert applied == [pytest.approx(scheduled_lr(it, lr, warmup, decay, floor), rel=1e-12)] * 2, it
+    # and the rate the run records is the one it applied
+    r = run("train.py", *tiny(tmp_path / "run", char_dataset, max_iters=25, learning_rate=lr, warmup_iters=warmup,
+                              lr_decay_iters=decay, min_lr=floor))
+    assert r.returncode == 0, r.stderr
+    logged = [(m["iter"], m["lr"]) for m in read_metrics(tmp_path / "run") if "loss" in m]
+    assert [it for it, _ in logged] == list(range(25))
+    for it, value in logged:
+        assert value == pytest.approx(scheduled_lr(it, lr, warmup, decay, floor), rel=1e-12), it
+    assert cfg.decay_lr and config(char_dataset, tmp_path, decay_lr=False).decay_lr is False
+    cfg = config(char_dataset, tmp_path, decay_lr=False, learning_rate=lr)
+    assert {train.get_lr(it, cfg) for it in (0, 5, 29)} == {lr}
+
+
+@pytest.mark.parametrize("clip", [0.01, 0.0])
+def test_gradients_are_clipped_to_grad_clip(clip, char_dataset, tmp_path):
+    cfg = config(char_dataset, tmp_path, grad_clip=clip)
+    model, optimizer, scaler, batches = build(cfg)
+    _, norm = train.train_step(model, optimizer, scaler, batches, cfg, SINGLE, train.autocast(cfg, "cpu"), 0)
+    after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
+    assert norm > 0.1  # the norm before clipping, as train_step returns it
+    if clip:
+        assert after.item() == pytest.approx(clip, rel=1e-4)
+    else:  # 0 disables clipping
+        assert after.item() == pytest.approx(norm.item(), rel=1e-5)
+
+
+def test_best_pt_holds_the_weights_of_the_best_evaluation(char_dataset, tmp_path):
+    """A constant, too-high learning rate makes the val loss go down and then up, so the best
+    evaluation is not the last. A run stopped at the best evaluation's iteration has the weights
+    best.pt must hold: the first iterations of a run do not depend on where it stops."""
+    flags = dict(learning_rate=0.05, decay_lr=False, warmup_iters=0, max_iters=40, eval_interval=4)
+    r = run("train.py", *tiny(tmp_path / "full", char_dataset, **flags))
+    assert r.returncode == 0, r.stderr
+    evals = [m for m in read_metrics(tmp_path / "full") if "val_loss" in m]
+    best = min(evals, key=lambda m: m["val_loss"])
+    assert 0 < best["iter"] < 40, "the val loss should turn up before the end"
+    r = run("train.py", *tiny(tmp_path / "short", char_dataset, **{**flags, "max_iters": best["iter"]}))
+    assert r.returncode == 0, r.stderr
+    saved = checkpoint.load(str(tmp_path / "full" / "best.pt"))
+    expected = checkpoint.load(str(tmp_path / "short" / "ckpt.pt"))
+    assert saved["iter_num"] == best["iter"]
+    for key, tensor in expected["model"].items():
+        assert torch.equal(saved["model"][key], tensor), key
+    latest = checkpoint.load(str(tmp_path / "full" / "ckpt.pt"))
+    assert latest["iter_num"] == 40
+    assert not torch.equal(latest["model"]["lm_head.weight"], saved["model"]["lm_head.weight"])
