@@ -38,6 +38,7 @@ from model import ACTIVATIONS, MLP
 
 DEFAULTS = dict(
     train.DEFAULTS,
+    # benchmark
     mode="train",  # 'train' (one step), 'sample' (generate), 'activations' (every registry entry), 'profile'
     warmup=10,  # untimed steps before measuring
     iters=20,  # steps per measurement
@@ -414,7 +415,7 @@ def load_average():
 
 
 def main(argv):
-    cfg = SimpleNamespace(**configure(DEFAULTS, argv))
+    cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [train.__file__, __file__]))
     validate(cfg)
     device_type = train.resolve_device(cfg)
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)

@@ -44,13 +44,10 @@ def save(obj, path):
 
 
 def keep_copy(src, dst):
-    """Make dst a copy of the finished file src (a hard link where the filesystem allows)."""
-    tmp = f"{dst}.{os.getpid()}{TMP_SUFFIX}"
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    """Make dst an independent copy of the finished file src: a second file, not a link to the same
+    data, so that damage to one leaves the other to resume from."""
+    with open(src, "rb") as source:
+        atomic_write(dst, lambda f: shutil.copyfileobj(source, f, 2**24))
 
 
 def remove_stale_temporaries(out_dir):
@@ -67,12 +64,15 @@ def load(path):
     cache on demand, so the ranks of one node share one copy of a large checkpoint."""
     if not os.path.isfile(path):
         raise UserError(f"no checkpoint at {path}; train one first (python train.py ...) or set out_dir")
-    corrupt = (f"checkpoint {path} is truncated or corrupt; resume from another checkpoint (best.pt) "
-               "or start a new out_dir")
+    folder, name = os.path.split(path)
+    other = "ckpt.pt" if name == "best.pt" else "best.pt"
+    fallback = (f"resume from {other} with --checkpoint={other}, or start a new out_dir"
+                if os.path.isfile(os.path.join(folder, other)) else "start a new out_dir")
+    corrupt = f"checkpoint {path} is truncated or corrupt; {fallback}"
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise UserError(corrupt)
     try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
@@ -81,10 +81,34 @@ def load(path):
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError):
         raise UserError(corrupt) from None
+    return upgraded(ckpt, path)
+
+
+def upgraded(ckpt, path):
+    """A checkpoint of this project or of nanoGPT, in this project's terms; anything else is refused."""
+    if not isinstance(ckpt, dict) or not {"model", "model_args"} <= set(ckpt):
+        if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            raise UserError(f"{path} holds a bare state_dict, without the model_args to build a GPT from; save "
+                            "dict(model=state_dict, model_args=...) as train.py does")
+        raise UserError(f"{path} is not a checkpoint of train.py or nanoGPT (it has no 'model' and 'model_args')")
+    if not isinstance(ckpt["model_args"], dict) or not isinstance(ckpt["model"], dict):
+        raise UserError(f"{path} is not a checkpoint of train.py or nanoGPT (its model_args or model is not a dict)")
+    if "activation" not in ckpt["model_args"]:
+        # nanoGPT's checkpoints name no activation: its MLP is nn.GELU(), the exact GELU. Without flash
+        # attention it kept a causal mask buffer named attn.bias, which SDPA does not need.
+        ckpt = {**ckpt, "model_args": {**ckpt["model_args"], "activation": "gelu"}, "nanogpt": True,
+                "model": {k: v for k, v in ckpt["model"].items() if not k.endswith(".attn.bias")}}
+    # a torch.compile'd model's state_dict (nanoGPT saved those) prefixes every key with '_orig_mod.'
+    return {**ckpt, "model": {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}}
 
 
 def build_model(ckpt):
     """The GPT a checkpoint describes, with its weights."""
-    model = GPT(GPTConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = GPT(GPTConfig(**ckpt["model_args"]))
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"the checkpoint's model_args and weights do not make a GPT of model.py ({first[:160]})") \
+            from None
     return model

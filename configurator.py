@@ -10,9 +10,11 @@ have the default's type (an int is accepted for a float; a None default accepts 
 Every mistake raises UserError, which the entry points print as one line.
 """
 
+import argparse
 import ast
 import difflib
 import os
+import re
 import sys
 import types
 
@@ -30,13 +32,25 @@ def exit_status(fn, *args):
         return 1
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for the data scripts, with its mistakes reported as one UserError line."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see --help)")
+
+
 def run_main(main):
     """The entry points' last line: exit with main(argv)'s status."""
     sys.exit(exit_status(main, sys.argv[1:]))
 
 
-def configure(defaults, argv):
-    """Return a copy of defaults updated by the config files and --key=value flags in argv."""
+def configure(defaults, argv, doc="", sources=()):
+    """Return a copy of defaults updated by the config files and --key=value flags in argv.
+    -h/--help prints doc and every key with its default and meaning, read from the DEFAULTS blocks
+    of the source files (the comment beside each key, under its '# group' heading), and exits."""
+    if "-h" in argv or "--help" in argv:
+        print(describe(defaults, doc, sources))
+        sys.exit(0)
     config = dict(defaults)
     for arg in argv:
         if arg.startswith("--"):
@@ -88,14 +102,17 @@ def coerce(key, value, default, where):
 def read_config_file(path):
     if not os.path.isfile(path):
         raise UserError(f"config file {path!r} not found (flags are written --key=value)")
-    with open(path, encoding="utf-8") as f:
-        source = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+    except UnicodeDecodeError as e:
+        raise UserError(f"config file {path} is not UTF-8 text (bad byte at offset {e.start})") from None
     namespace = {"__file__": os.path.abspath(path)}  # lets a config build on a sibling file
     try:
         exec(compile(source, path, "exec"), namespace)
     except SyntaxError as e:
         raise UserError(f"config file {path} line {e.lineno}: syntax error: {e.msg}") from None
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # sys.exit() in a config file is a mistake too, not a way out
         raise UserError(f"config file {path} failed: {type(e).__name__}: {e}") from None
     # Imports and helper functions in a config file are not settings.
     return {
@@ -103,3 +120,38 @@ def read_config_file(path):
         for k, v in namespace.items()
         if not k.startswith("_") and not isinstance(v, (types.ModuleType, types.FunctionType, type))
     }
+
+
+def key_docs(path):
+    """{key: (group, meaning)} from the `DEFAULTS = dict(...)` block of a source file."""
+    docs, group, inside = {}, "", False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("DEFAULTS = dict("):
+                inside = True
+            elif inside and line.startswith(")"):
+                break
+            elif inside and line.strip().startswith("#"):
+                group = line.strip().lstrip("#").strip()
+            elif inside and (m := re.match(r"\s+(\w+)=.*?(?:#\s*(.*))?$", line)):
+                docs[m[1]] = (group, m[2] or "")
+    return docs
+
+
+def describe(defaults, doc, sources):
+    """The --help text: usage, the script's docstring, then each key as --key=DEFAULT and its meaning."""
+    script = os.path.basename(sources[-1]) if sources else "SCRIPT"
+    docs = {}
+    for path in sources:
+        docs.update(key_docs(path))
+    lines = [f"usage: python {script} [CONFIG_FILE ...] [--key=value ...]", "", doc.strip(), ""]
+    flags = {key: f"--{key}={value!r}" for key, value in defaults.items()}
+    width = min(40, max(map(len, flags.values())))
+    group = None
+    for key in defaults:
+        heading, meaning = docs.get(key, ("", ""))
+        if heading != group:
+            group = heading
+            lines += ["", f"{heading}:"] if heading else [""]
+        lines.append(f"  {flags[key]:<{width}}  {meaning}".rstrip())
+    return "\n".join(lines).replace("\n\n\n", "\n\n")

@@ -250,7 +250,7 @@ def validate(cfg):
 
 
 def main(argv):
-    cfg = SimpleNamespace(**configure(DEFAULTS, argv))
+    cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [__file__]))
     validate(cfg)
     checks = Checks(cfg)
     checks.log[0] += f"; {environment(cfg)}"

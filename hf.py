@@ -46,6 +46,7 @@ def require_transformers():
         import transformers
     except ImportError:
         raise UserError("GPT-2 weights go in and out through transformers: pip install transformers") from None
+    transformers.logging.set_verbosity_error()  # our own errors say what went wrong, in one line
     return transformers
 
 
@@ -62,7 +63,7 @@ def fetch(cls, name_or_path, **kwargs):
 
     try:
         return cls.from_pretrained(name_or_path, **kwargs)
-    except (OSError, SafetensorError) as e:
+    except (OSError, SafetensorError, TypeError, ValueError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         if hub:
             raise UserError(f"cannot fetch {name_or_path} ({reason}); run once online to fill the Hugging Face "
@@ -91,9 +92,12 @@ def gpt_config(hf_config, source, activation=None, dropout=0.0):
         ungated = [name for name, (_, gated) in ACTIVATIONS.items() if not gated]
         raise UserError(f"activation {activation!r} is gated: its c_fc has another shape than GPT-2's, so "
                         f"{source}'s weights cannot be grafted onto it; choose one of {', '.join(ungated)}")
-    return GPTConfig(block_size=hf_config.n_positions, vocab_size=hf_config.vocab_size, n_layer=hf_config.n_layer,
-                     n_head=hf_config.n_head, n_embd=hf_config.n_embd, dropout=dropout, bias=True,
-                     activation=activation)
+    try:
+        return GPTConfig(block_size=hf_config.n_positions, vocab_size=hf_config.vocab_size, n_layer=hf_config.n_layer,
+                         n_head=hf_config.n_head, n_embd=hf_config.n_embd, dropout=dropout, bias=True,
+                         activation=activation)
+    except ValueError as e:
+        raise UserError(f"{source} holds a GPT-2 this GPT cannot build: {e}") from None
 
 
 def pretrained_config(name_or_path, activation=None, dropout=0.0):
@@ -157,6 +161,9 @@ def export(model, out_dir):
                         "gelu (as 'gelu') and gelu_tanh (as 'gelu_new') can be exported")
     if os.path.exists(out_dir) and not (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         raise UserError(f"{out_dir} already exists and is not empty; remove it or choose another directory")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    if not os.path.isdir(parent):
+        raise UserError(f"cannot write {out_dir}: {parent} is not a folder; create it or choose another destination")
     transformers = require_transformers()
     # <|endoftext|> is an id of GPT-2's BPE only (a padded vocabulary keeps it, a char-level one has none).
     eot = EOT if cfg.vocab_size > EOT else None
@@ -185,7 +192,7 @@ DEFAULTS = dict(
 
 
 def main(argv):
-    cfg = SimpleNamespace(**configure(DEFAULTS, argv))
+    cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [__file__]))
     if not cfg.to:
         raise UserError("no destination; give --to=DIR, the directory to write the transformers GPT-2 to")
     model = checkpoint.build_model(checkpoint.load(os.path.join(cfg.out_dir, cfg.checkpoint)))

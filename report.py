@@ -167,6 +167,24 @@ def cell_key(axes, sweep):
     return tuple((axis, axes[axis]) for axis in sweep.grid if axis != TUNED)
 
 
+def compare(runs, other_dir):
+    """Lines comparing each complete run's best val loss with the run of the same name in other_dir
+    (a reproduction against the committed results, say)."""
+    pairs = []
+    for run in runs:
+        other = summary_of(SimpleNamespace(dir=os.path.join(other_dir, run.name)))
+        if is_complete(run) and other.get("complete"):
+            pairs.append((run.name, summary_of(run)["best_val_loss"], other["best_val_loss"]))
+    if not pairs:
+        return [f"no run here has a complete counterpart in {other_dir}"]
+    lines = [f"best val loss, this sweep against {other_dir}:"]
+    lines += [f"  {name}: {a:.6f} vs {b:.6f} ({a - b:+.2e})" for name, a, b in pairs]
+    worst = max(abs(a - b) for _, a, b in pairs)
+    same = sum(a == b for _, a, b in pairs)
+    lines.append(f"{len(pairs)} runs compared: {same} identical, largest difference {worst:.2e}")
+    return lines
+
+
 def cells(records, sweep):
     """Records grouped by the grid axes other than the tuned one (say, one group per model size)."""
     groups = {}

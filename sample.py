@@ -5,6 +5,7 @@ Sample from a trained model (or a published GPT-2).
     python sample.py --init_from=gpt2 --start=FILE:prompt.txt
 """
 
+import math
 import os
 from types import SimpleNamespace
 
@@ -17,27 +18,46 @@ from train import PRETRAINED, autocast, dataset_dir, resolve_device
 
 DEFAULTS = dict(
     init_from="resume",  # 'resume' (from out_dir), 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', or a folder
-    out_dir="out",
+    out_dir="out",  # the training run to sample from
     checkpoint="ckpt.pt",  # or best.pt, the checkpoint with the best val loss
     start="\n",  # prompt text, or FILE:path to read it from a file
-    num_samples=10,
-    max_new_tokens=500,
+    num_samples=10,  # samples to print
+    max_new_tokens=500,  # tokens generated per sample
     temperature=0.8,  # < 1 sharper, > 1 more random
     top_k=200,  # sample among the top_k most likely tokens
-    seed=1337,
-    device="auto",
-    dtype="auto",
+    seed=1337,  # fixes the samples
+    device="auto",  # as in train.py: 'cuda', 'cpu', 'mps', or auto
+    dtype="auto",  # as in train.py: 'float32', 'bfloat16', 'float16', or auto
     matmul_precision="high",  # as in train.py
-    compile=False,
+    compile=False,  # torch.compile the model (pays off for long samples on a GPU)
 )
 
 
+def checkpoint_tokenizer(ckpt, model):
+    """The tokenizer a checkpoint carries; for one written before checkpoints carried it (or by
+    nanoGPT), its dataset folder's, as the folder is now."""
+    if "tokenizer" in ckpt:
+        return tokenizer.Tokenizer.from_state(ckpt["tokenizer"])
+    dataset = ckpt.get("config", {}).get("dataset")
+    if dataset is None or not os.path.isdir(dataset_dir(dataset)):
+        raise UserError(f"the checkpoint carries no tokenizer, and its dataset folder ({dataset!r}) is not here to "
+                        "read one from; prepare that dataset again, or sample with a newer checkpoint")
+    tok = tokenizer.for_dataset(dataset_dir(dataset))
+    if not tok.fits(model.config.vocab_size):
+        raise UserError(f"the checkpoint's model has a {model.config.vocab_size}-token vocabulary, but "
+                        f"{dataset_dir(dataset)} is tokenized with {tok}; prepare the dataset it was trained on")
+    return tok
+
+
 def main(argv):
-    cfg = SimpleNamespace(**configure(DEFAULTS, argv))
-    if cfg.temperature <= 0:
-        raise UserError(f"temperature={cfg.temperature} must be > 0 (e.g. 0.8)")
-    if cfg.top_k <= 0:
-        raise UserError(f"top_k={cfg.top_k} must be a positive integer (e.g. 200)")
+    cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [__file__]))
+    if not 0 < cfg.temperature < math.inf:
+        raise UserError(f"temperature={cfg.temperature} must be > 0 and finite (e.g. 0.8)")
+    for key, example in (("top_k", 200), ("num_samples", 3), ("max_new_tokens", 500)):
+        if getattr(cfg, key) <= 0:
+            raise UserError(f"{key}={getattr(cfg, key)} must be a positive integer (e.g. {example})")
+    if not 0 <= cfg.seed < 2**63:
+        raise UserError(f"seed={cfg.seed} must be >= 0 and below 2**63")
     if cfg.init_from not in ("resume",) + PRETRAINED and not os.path.isdir(cfg.init_from):
         raise UserError(f"init_from={cfg.init_from!r} is not valid; choose resume, one of {', '.join(PRETRAINED)}, "
                         "or a folder holding a transformers GPT-2")
@@ -46,16 +66,14 @@ def main(argv):
     if cfg.init_from == "resume":
         ckpt = checkpoint.load(os.path.join(cfg.out_dir, cfg.checkpoint))
         model = checkpoint.build_model(ckpt)
-        encode, decode = tokenizer.load(dataset_dir(ckpt["config"]["dataset"]))
+        tok = checkpoint_tokenizer(ckpt, model)
     else:
         import hf
 
-        model = hf.load_pretrained(cfg.init_from)
+        model, tok = hf.load_pretrained(cfg.init_from), tokenizer.Tokenizer()
         if model.config.vocab_size <= tokenizer.EOT:
             raise UserError(f"{cfg.init_from} has a {model.config.vocab_size}-token vocabulary, not GPT-2's BPE; "
                             "sample from the checkpoint it was exported from (--init_from=resume --out_dir=...)")
-        enc = tokenizer.gpt2_encoding()
-        encode, decode = (lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})), enc.decode
     model.eval().to(cfg.device)
     if cfg.compile:
         model.compile()  # in place: torch.compile(model) would leave model.generate eager
@@ -64,9 +82,8 @@ def main(argv):
         path = start[5:]
         if not os.path.isfile(path):
             raise UserError(f"prompt file {path!r} not found")
-        with open(path, encoding="utf-8") as f:
-            start = f.read()
-    ids = encode(start)
+        start = tokenizer.read_text(path)
+    ids = tok.encode(start)
     if not ids:
         raise UserError("the prompt is empty; give --start=TEXT")
     x = torch.tensor(ids, dtype=torch.long, device=cfg.device)[None, ...]
@@ -74,7 +91,7 @@ def main(argv):
     with torch.no_grad(), ctx:
         for _ in range(cfg.num_samples):
             y = model.generate(x, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k)
-            print(decode(y[0].tolist()))
+            print(tok.decode(y[0].tolist()))
             print("---------------")
 
 

@@ -52,7 +52,7 @@ DEFAULTS = dict(
     base="",  # the train.py config file every run starts from
     activations=[],  # names from model.ACTIVATIONS
     reference="gelu",  # the activation every other one is compared with in the report
-    seeds=[1],
+    seeds=[1],  # every run of the grid with each of these seeds
     confirm_seeds=[],  # more seeds, run only at each activation's best learning rate once the grid is done
     grid={},  # more axes: {train.py key: [values]} or {axis name: {label: {train.py key: value}}}
     overrides={},  # train.py keys set in every run
@@ -60,7 +60,8 @@ DEFAULTS = dict(
     threads=1,  # torch threads per training process; 0 keeps torch's default
     torchrun=0,  # processes per run under torchrun --standalone; 0 runs plain python
     wandb_log=False,  # one wandb group per sweep (its name), runs named like their folders
-    results_dir="results",
+    results_dir="results",  # the sweep writes results_dir/name: runs/, report.md, runs.csv, loss.png
+    compare_with="",  # another results_dir holding this sweep (the committed one): print each run's loss beside it
     report_only=False,  # rewrite the report from the existing runs and exit
 )
 
@@ -73,9 +74,9 @@ POLL_S = 0.5
 
 
 def load_sweep(argv):
-    if not argv or argv[0].startswith("--"):
+    if (not argv or argv[0].startswith("-")) and not {"-h", "--help"} & set(argv):
         raise UserError("give a sweep file first: python sweep.py config/sweep_claim_cpu.py [--key=value ...]")
-    sweep = SimpleNamespace(**configure(DEFAULTS, argv))
+    sweep = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [__file__]))
     validate(sweep)
     return sweep
 
@@ -98,6 +99,8 @@ def validate(sweep):
     if sweep.confirm_seeds and len(sweep.grid.get(report.TUNED, ())) < 2:
         raise UserError(f"confirm_seeds={sweep.confirm_seeds!r} confirms a best learning rate, but the grid has "
                         "no learning_rate axis with 2 or more values")
+    if os.path.exists(sweep.results_dir) and not os.path.isdir(sweep.results_dir):
+        raise UserError(f"results_dir={sweep.results_dir!r} is a file; give a folder")
     for key in ("parallel", "threads", "torchrun"):
         if getattr(sweep, key) < (1 if key == "parallel" else 0):
             raise UserError(f"{key}={getattr(sweep, key)} is out of range; see sweep.py's DEFAULTS")
@@ -143,7 +146,7 @@ def plan(sweep, seeds=None):
     combos = [({}, [], {})]  # (axis -> value, or label for a bundle; run-name parts; train.py keys)
     for axis, values in sweep.grid.items():
         if isinstance(values, dict):
-            options = [(lab, lab, keys) for lab, keys in values.items()]
+            options = [(lab, str(lab), keys) for lab, keys in values.items()]
         else:
             options = [(v, f"{SHORT.get(axis, axis)}{label(v)}", {axis: v}) for v in values]
         combos = [({**axes, axis: value}, [*parts, part], {**keys, **more})
@@ -193,12 +196,17 @@ def train_flags(sweep, run):
 
 def check_runs(sweep, runs):
     """Fail before launching anything if a run's config is invalid, or a run folder holds a run
-    made with other settings (say, max_iters changed in the sweep file without a new name)."""
+    made with other settings (say, max_iters changed in the sweep file without a new name).
+    Returns the runs' train.py configs."""
+    configs = []
     for run in runs:
         try:
-            train.validate(SimpleNamespace(**configure(train.DEFAULTS, [sweep.base, *train_flags(sweep, run)])))
+            cfg = SimpleNamespace(**configure(train.DEFAULTS, [sweep.base, *train_flags(sweep, run)]))
+            train.validate(cfg)
+            train.validate_device(cfg)
         except UserError as e:
             raise UserError(f"run {run.name}: {e}") from None
+        configs.append(cfg)
         path = os.path.join(run.dir, "config.json")
         if os.path.exists(path):
             with open(path) as f:
@@ -208,6 +216,7 @@ def check_runs(sweep, runs):
                 if key != "init_from" and saved.get(key) != value:
                     raise UserError(f"{run.dir} was made with {key}={saved.get(key)!r} but the sweep asks for "
                                     f"{value!r}; give the sweep a new name or delete that folder")
+    return configs
 
 
 def hardware():
@@ -287,7 +296,8 @@ def main(argv):
     runs = plan(sweep)
     failed = []
     if not sweep.report_only:
-        check_runs(sweep, runs)
+        for cfg in {cfg.dataset: cfg for cfg in check_runs(sweep, runs)}.values():
+            train.check_dataset(cfg)  # prepared, before anything is launched
         # SIGINT/SIGTERM stop the sweep between polls: no new run starts, and the running ones are
         # asked to checkpoint and exit (see execute)
         with train.StopRequest() as stop:
@@ -304,6 +314,8 @@ def main(argv):
         print(f"report: {path}")
         for line in verdicts:
             print(line)
+        if sweep.compare_with:
+            print("\n".join(report.compare(runs, os.path.join(sweep.compare_with, sweep.name, "runs"))))
     if failed:
         print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}; see each run's train.log, fix, and "
               "run the same command again", file=sys.stderr)

@@ -1,13 +1,21 @@
 """
-Tokenizers: char-level (a dataset's meta.pkl) or GPT-2's BPE (tiktoken), one place for both.
+Tokenizers: a dataset's characters or GPT-2's BPE (tiktoken), one place for both.
+
+A char-level dataset keeps its vocabulary in meta.json (its characters, in id order); a dataset
+without one is GPT-2 BPE. Checkpoints carry their tokenizer (Tokenizer.state), so a model samples
+and exports with the vocabulary it was trained on, whatever its dataset folder holds later.
+Datasets prepared before meta.json have meta.pkl, which is read without running any code.
 """
 
+import json
 import os
 import pickle
 
 from configurator import UserError
 
 EOT = 50256  # GPT-2's <|endoftext|>
+GPT2_VOCAB = 50304  # GPT-2's 50257 tokens padded up to a multiple of 64, for speed
+VOCAB_FILE = "meta.json"
 
 
 def gpt2_encoding():
@@ -25,27 +33,117 @@ def gpt2_encoding():
         ) from None
 
 
-def char_vocab(text):
-    """meta.pkl contents for a char-level vocabulary of text."""
-    chars = sorted(set(text))
-    return {"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": {c: i for i, c in enumerate(chars)}}
+def read_text(path):
+    """A UTF-8 text file's contents, or a one-line error saying how to convert it."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror}); give a text file") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); convert it, e.g. "
+                        f"iconv -f latin1 -t utf-8") from None
 
 
-def load(data_dir):
-    """(encode, decode) for a dataset: its meta.pkl when it has one, else GPT-2's BPE."""
-    meta_path = os.path.join(data_dir, "meta.pkl")
-    if not os.path.exists(meta_path):
-        enc = gpt2_encoding()
-        return (lambda s: enc.encode(s, allowed_special={"<|endoftext|>"})), enc.decode
-    with open(meta_path, "rb") as f:
-        meta = pickle.load(f)
-    stoi, itos = meta["stoi"], meta["itos"]
+class Tokenizer:
+    """chars: the characters of a char-level vocabulary in id order, or None for GPT-2's BPE."""
 
-    def encode(s):
-        unknown = sorted(set(s) - set(stoi))
+    def __init__(self, chars=None):
+        self.chars = chars
+        self.stoi = {c: i for i, c in enumerate(chars)} if chars is not None else None
+        self.bpe = None
+
+    @property
+    def model_vocab_size(self):
+        return len(self.chars) if self.chars is not None else GPT2_VOCAB
+
+    @property
+    def state(self):
+        """Plain data for a checkpoint."""
+        return {"kind": "char", "chars": "".join(self.chars)} if self.chars is not None else {"kind": "gpt2"}
+
+    @classmethod
+    def from_state(cls, state):
+        return cls(list(state["chars"]) if state["kind"] == "char" else None)
+
+    def fits(self, vocab_size):
+        """Whether a model with vocab_size embeddings reads this tokenizer's ids as they were meant:
+        as many as the characters, or GPT-2's BPE (padded or not)."""
+        return vocab_size == len(self.chars) if self.chars is not None else vocab_size > EOT
+
+    def __str__(self):
+        return f"{len(self.chars)} characters" if self.chars is not None else "GPT-2's BPE"
+
+    def encoding(self):
+        if self.bpe is None:
+            self.bpe = gpt2_encoding()
+        return self.bpe
+
+    def encode(self, text):
+        if self.chars is None:
+            return self.encoding().encode(text, allowed_special={"<|endoftext|>"})
+        unknown = sorted(set(text) - set(self.stoi))
         if unknown:
-            raise UserError(f"prompt has characters outside the dataset's vocabulary: {''.join(unknown)!r}; "
-                            f"use only characters from {meta_path}")
-        return [stoi[c] for c in s]
+            raise UserError(f"prompt has characters outside the model's vocabulary: {''.join(unknown)!r}; "
+                            f"use only these: {''.join(self.chars)!r}")
+        return [self.stoi[c] for c in text]
 
-    return encode, lambda ids: "".join(itos[i] for i in ids)
+    def decode(self, ids):
+        if self.chars is None:
+            return self.encoding().decode(ids)
+        return "".join(self.chars[i] for i in ids)
+
+
+def char_vocab(text):
+    """The characters of text, sorted: a char-level vocabulary."""
+    return sorted(set(text))
+
+
+def vocab_json(chars):
+    return json.dumps({"vocab_size": len(chars), "itos": chars}, ensure_ascii=False)
+
+
+class NoCodeUnpickler(pickle.Unpickler):
+    """Reads pickles of plain dicts, lists, strings and numbers; anything that would import a name
+    (and so could run code) is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}")
+
+
+def read_chars(data_dir):
+    """A char-level dataset's characters in id order; None for a GPT-2 BPE dataset."""
+    path = os.path.join(data_dir, VOCAB_FILE)
+    legacy = os.path.join(data_dir, "meta.pkl")
+    try:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                itos = json.load(f)["itos"]
+        elif os.path.exists(legacy):
+            path = legacy
+            with open(path, "rb") as f:
+                meta = NoCodeUnpickler(f).load()
+            itos = [meta["itos"][i] for i in range(len(meta["itos"]))]
+        else:
+            return None
+        if not (isinstance(itos, list) and itos and all(isinstance(c, str) and len(c) == 1 for c in itos)
+                and len(set(itos)) == len(itos)):
+            raise ValueError("its characters are not a list of distinct single characters")
+    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, pickle.UnpicklingError) as e:
+        raise UserError(f"{path} is not a valid vocabulary ({type(e).__name__}: {str(e)[:100]}); prepare the "
+                        "dataset again (its prepare.py, or data/prepare_text.py)") from None
+    return itos
+
+
+def remove_stale_vocabulary(out_dir, keep=None):
+    """Delete char vocabularies other than `keep` from a dataset folder just written: a stale one
+    would be read instead of GPT-2's BPE, or instead of the new characters."""
+    for name in (VOCAB_FILE, "meta.pkl"):
+        if name != keep and os.path.exists(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
+
+
+def for_dataset(data_dir):
+    return Tokenizer(read_chars(data_dir))

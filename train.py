@@ -17,7 +17,6 @@ checkpoint holds none: the iteration number is the whole data position.
 import json
 import math
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -35,58 +34,60 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import analysis
 import checkpoint
 import plan
+import tokenizer
 from configurator import UserError, configure, exit_status, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
 
 DEFAULTS = dict(
     # I/O
-    out_dir="out",
-    eval_interval=2000,
-    log_interval=1,
-    eval_iters=200,
-    eval_only=False,  # evaluate once and exit
+    out_dir="out",  # checkpoints and the run's records (config.json, metrics.jsonl, summary.json, analysis.json)
+    eval_interval=2000,  # iterations between evaluations (and checkpoints)
+    log_interval=1,  # iterations between log lines (each one reads the loss back from the device)
+    eval_iters=200,  # batches per split in an evaluation
+    eval_only=False,  # evaluate once, print the losses and exit, writing nothing
     always_save_checkpoint=True,  # write ckpt.pt at every eval, not only when val improves
     init_from="scratch",  # 'scratch', 'resume', 'auto' (resume if out_dir has ckpt.pt), 'gpt2'..'gpt2-xl', a folder
+    checkpoint="ckpt.pt",  # the file in out_dir that resume and auto continue from; best.pt: from the best eval
     # wandb
-    wandb_log=False,
-    wandb_project="activations",
-    wandb_group="",
+    wandb_log=False,  # also log to wandb (WANDB_MODE=offline works without an account)
+    wandb_project="activations",  # wandb project
+    wandb_group="",  # wandb group (sweeps set their name)
     wandb_run_name="",  # default: the activation and seed
     # data
     dataset="openwebtext",  # a folder under data/, or a path to one
-    gradient_accumulation_steps=5 * 8,  # for the global batch; split across DDP ranks
+    gradient_accumulation_steps=5 * 8,  # micro-batches per iteration, for the global batch; split across DDP ranks
     batch_size=12,  # micro-batch per rank
-    block_size=1024,
+    block_size=1024,  # tokens of context
     # model
-    n_layer=12,
-    n_head=12,
-    n_embd=768,
-    dropout=0.0,
-    bias=False,
+    n_layer=12,  # transformer blocks
+    n_head=12,  # attention heads; must divide n_embd
+    n_embd=768,  # width of the residual stream
+    dropout=0.0,  # dropout probability (0 for pretraining, ~0.1-0.2 for small data)
+    bias=False,  # biases in Linear and LayerNorm layers (GPT-2 has them)
     activation="",  # a name from model.ACTIVATIONS; '' means gelu, or the checkpoint's own
     # AdamW
-    learning_rate=6e-4,
-    max_iters=600000,
-    weight_decay=1e-1,
-    beta1=0.9,
-    beta2=0.95,
-    grad_clip=1.0,  # 0 disables clipping
-    decay_lr=True,
-    warmup_iters=2000,
-    lr_decay_iters=600000,
-    min_lr=6e-5,
+    learning_rate=6e-4,  # peak learning rate
+    max_iters=600000,  # iterations in all
+    weight_decay=1e-1,  # AdamW weight decay, on matrices only
+    beta1=0.9,  # AdamW beta1
+    beta2=0.95,  # AdamW beta2
+    grad_clip=1.0,  # clip the gradient norm to this; 0 disables clipping
+    decay_lr=True,  # warmup then cosine decay; False keeps learning_rate throughout
+    warmup_iters=2000,  # linear warmup from ~0 to learning_rate
+    lr_decay_iters=600000,  # the cosine reaches min_lr here (usually max_iters)
+    min_lr=6e-5,  # learning rate after the decay (usually learning_rate / 10)
     # system
     device="auto",  # 'cuda', 'cpu', 'mps', 'cuda:1', or auto (cuda, else mps, else cpu)
     dtype="auto",  # 'float32', 'bfloat16', 'float16', or auto (bf16 where supported)
-    compile=True,
+    compile=True,  # torch.compile the model (falls back to eager where it cannot)
     matmul_precision="high",  # torch.set_float32_matmul_precision: 'high' allows TF32 on CUDA; exact fp32 on CPU
     backend="auto",  # DDP: 'nccl' on CUDA, 'gloo' on CPU
     threads=0,  # CPU threads per process; 0 keeps torch's default
-    seed=1337,
+    seed=1337,  # fixes the initial weights, the training batches and the dropout masks
     nonfinite="stop",  # on a non-finite loss or gradient: 'stop', or 'skip' the update
     # planning
     dry_run=False,  # print the plan (parameters, tokens, memory per GPU) and exit
-    gpu_memory_gb=80.0,
+    gpu_memory_gb=80.0,  # the GPU memory the plan checks the run against
 )
 
 DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -103,15 +104,6 @@ def dataset_dir(name):
     return name if os.sep in name or name.startswith(".") else os.path.join(DATA_ROOT, name)
 
 
-def dataset_vocab_size(data_dir):
-    """The vocabulary in the dataset's meta.pkl (char-level), else GPT-2's 50257 padded to 50304."""
-    meta_path = os.path.join(data_dir, "meta.pkl")
-    if not os.path.exists(meta_path):
-        return 50304
-    with open(meta_path, "rb") as f:
-        return pickle.load(f)["vocab_size"]
-
-
 def model_config(cfg, vocab_size):
     return GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
                      bias=cfg.bias, vocab_size=vocab_size, dropout=cfg.dropout, activation=cfg.activation or "gelu")
@@ -120,7 +112,7 @@ def model_config(cfg, vocab_size):
 def planned_config(cfg):
     """The GPTConfig a run will train, from its config alone (no weights read), for the dry run."""
     if cfg.init_from in ("scratch", "resume", "auto"):
-        return model_config(cfg, dataset_vocab_size(dataset_dir(cfg.dataset)))
+        return model_config(cfg, tokenizer.for_dataset(dataset_dir(cfg.dataset)).model_vocab_size)
     import hf
 
     config = hf.pretrained_config(cfg.init_from, activation=cfg.activation or None, dropout=cfg.dropout)
@@ -134,12 +126,7 @@ def validate(cfg):
     if cfg.init_from not in ("scratch", "resume", "auto") + PRETRAINED and not os.path.isdir(cfg.init_from):
         raise UserError(f"init_from={cfg.init_from!r} is not valid; choose scratch, resume, auto, one of "
                         f"{', '.join(PRETRAINED)}, or a folder holding a transformers GPT-2")
-    choices = {
-        "dtype": ("auto", "float32", "bfloat16", "float16"),
-        "backend": ("auto", "nccl", "gloo"),
-        "nonfinite": ("stop", "skip"),
-        "matmul_precision": ("highest", "high", "medium"),
-    }
+    choices = {"backend": ("auto", "nccl", "gloo"), "nonfinite": ("stop", "skip")}
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise UserError(f"{key}={getattr(cfg, key)!r} is not valid; choose one of {', '.join(valid)}")
@@ -147,22 +134,63 @@ def validate(cfg):
                 "log_interval", "n_layer", "n_head", "n_embd"):
         if getattr(cfg, key) <= 0:
             raise UserError(f"{key}={getattr(cfg, key)} must be a positive integer")
-    if cfg.max_iters < 0:
-        raise UserError(f"max_iters={cfg.max_iters} must be >= 0")
-    if not 0 <= cfg.dropout < 1:
-        raise UserError(f"dropout={cfg.dropout} must be in [0, 1)")
+    for key in ("max_iters", "seed", "threads", "warmup_iters", "lr_decay_iters", "min_lr", "weight_decay",
+                "grad_clip"):
+        if getattr(cfg, key) < 0:
+            raise UserError(f"{key}={getattr(cfg, key)} must be >= 0")
+    for key, (low, high) in dict(dropout=(0, 1), beta1=(0, 1), beta2=(0, 1)).items():
+        if not low <= getattr(cfg, key) < high:
+            raise UserError(f"{key}={getattr(cfg, key)} must be in [{low}, {high})")
+    for key in ("learning_rate", "gpu_memory_gb"):
+        if getattr(cfg, key) <= 0:
+            raise UserError(f"{key}={getattr(cfg, key)} must be > 0")
+    if cfg.seed >= 2**63:
+        raise UserError(f"seed={cfg.seed} is too large; use a seed below 2**63")
+    if cfg.n_embd % cfg.n_head:
+        raise UserError(f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}; each head gets "
+                        "n_embd / n_head dimensions")
+    if cfg.checkpoint not in ("ckpt.pt", "best.pt"):
+        raise UserError(f"checkpoint={cfg.checkpoint!r} is not valid; choose ckpt.pt or best.pt")
+
+
+DEVICE_CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16"),
+                  "matmul_precision": ("highest", "high", "medium")}
+
+
+def check_dataset(cfg):
+    """A one-line error unless the run's dataset is prepared (its train.bin and val.bin exist)."""
+    data_dir = dataset_dir(cfg.dataset)
+    for split in ("train", "val"):
+        path = os.path.join(data_dir, f"{split}.bin")
+        if not os.path.isfile(path):
+            script = os.path.join(data_dir, "prepare.py")
+            how = f"python {script}" if os.path.isfile(script) else "python data/prepare_text.py (see README)"
+            raise UserError(f"dataset {cfg.dataset!r} has no {path}; prepare it first: {how}")
+
+
+def validate_device(cfg):
+    """dtype and matmul_precision, checked before any device is looked at (also by sweep.py)."""
+    for key, valid in DEVICE_CHOICES.items():
+        if getattr(cfg, key) not in valid:
+            raise UserError(f"{key}={getattr(cfg, key)!r} is not valid; choose one of {', '.join(valid)}")
 
 
 def resolve_device(cfg):
-    """Fill in 'auto' device and dtype; return the device type ('cuda', 'mps' or 'cpu')."""
+    """Check device, dtype and matmul_precision, fill in 'auto' device and dtype; return the device
+    type ('cuda', 'mps' or 'cpu')."""
+    validate_device(cfg)
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
         device_type = torch.device(cfg.device).type
     except RuntimeError:
         raise UserError(f"device={cfg.device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if device_type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device={cfg.device!r} is not supported; use cpu, cuda, cuda:N or mps")
     if device_type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device={cfg.device!r} but CUDA is not available here; use --device=cpu")
+    if device_type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device={cfg.device!r} but Apple's MPS is not available here; use --device=cpu")
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     if cfg.dtype == "auto":
         if device_type == "cuda":
@@ -214,12 +242,13 @@ class Batches:
     def __init__(self, data_dir, cfg, device, vocab_size):
         self.device, self.B, self.T = device, cfg.batch_size, cfg.block_size
         self.data = {}
+        check_dataset(cfg)
         for split in ("train", "val"):
             path = os.path.join(data_dir, f"{split}.bin")
-            if not os.path.isfile(path):
-                script = os.path.join(data_dir, "prepare.py")
-                how = f"python {script}" if os.path.isfile(script) else "python data/prepare_text.py (see README)"
-                raise UserError(f"dataset {cfg.dataset!r} has no {path}; prepare it first: {how}")
+            size = os.path.getsize(path)
+            if size == 0 or size % 2:
+                raise UserError(f"{path} holds {size} bytes, not a whole number of uint16 token ids; prepare "
+                                "the dataset again")
             # Opened once: np.memmap reads pages on demand, so even OpenWebText costs no RAM.
             data = np.memmap(path, dtype=np.uint16, mode="r")
             if len(data) < self.T + 1:
@@ -228,7 +257,7 @@ class Batches:
             top = int(data.max())
             if top >= vocab_size:
                 raise UserError(f"{path} holds token id {top}, outside the model's vocab_size {vocab_size}; "
-                                "re-run the dataset's prepare script or fix meta.pkl")
+                                "re-run the dataset's prepare script")
             self.data[split] = data
         self.pin = torch.device(device).type == "cuda"
         self.window = np.arange(self.T + 1)
@@ -351,6 +380,14 @@ def git_revision():
         return None
 
 
+def parsed(line):
+    """A metrics.jsonl line as a dict; None for a line a killed process left half written."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
 class Records:
     """The run's machine-readable records: metrics.jsonl, summary.json, and wandb (rank 0 only)."""
 
@@ -362,10 +399,11 @@ class Records:
         kept = []
         if os.path.exists(self.path):
             with open(self.path) as f:
-                kept = [line for line in f if keep_until(json.loads(line))]
+                kept = [line for line in f if parsed(line) and keep_until(parsed(line))]
         checkpoint.atomic_write(self.path, lambda f: f.write("".join(kept).encode()))
         self.file = open(self.path, "a")
         self.evals = [r for r in map(json.loads, kept) if "val_loss" in r]
+        self.resumes = [r for r in map(json.loads, kept) if "resumed_with" in r]
         if cfg.wandb_log:
             import wandb
 
@@ -380,7 +418,9 @@ class Records:
         self.file.flush()
         if "val_loss" in record:
             self.evals.append(record)
-        if self.wandb is not None:
+        if "resumed_with" in record:
+            self.resumes.append(record)
+        elif self.wandb is not None:
             # wall_s is left to wandb's own _runtime: an eval and a train record share a step
             self.wandb.log({k: v for k, v in record.items() if k not in ("iter", "wall_s")}, step=record["iter"])
 
@@ -390,16 +430,46 @@ class Records:
             self.wandb.finish()
 
 
+# Settings that decide which batches and dropout masks a run sees: a resumed run must keep them.
+# (Its model's shape and activation are checked against the checkpoint's model itself.)
+KEPT_ON_RESUME = ("seed", "dropout", "batch_size", "gradient_accumulation_steps")
+# How a run was started, not what it computes.
+NOT_A_CHANGE = ("init_from", "checkpoint", "out_dir", "eval_only", "dry_run")
+
+
+def resume_changes(saved, cfg, ckpt_path):
+    """{key: [checkpoint's value, this run's]} for the settings a resumed run changes (a longer
+    schedule, another device, a lower learning rate); refuses those that would change its data."""
+    for key in KEPT_ON_RESUME:
+        if saved.get(key) != getattr(cfg, key):
+            raise UserError(f"{ckpt_path} was trained with {key}={saved.get(key)!r} but this run asks for "
+                            f"{key}={getattr(cfg, key)!r}; a resumed run keeps it (or start a new out_dir)")
+    if os.path.realpath(dataset_dir(saved["dataset"])) != os.path.realpath(dataset_dir(cfg.dataset)):
+        raise UserError(f"{ckpt_path} was trained on dataset={saved['dataset']!r} but this run asks for "
+                        f"dataset={cfg.dataset!r}; fine-tune from it in a new out_dir instead")
+    return {k: [saved.get(k), v] for k, v in vars(cfg).items() if k not in NOT_A_CHANGE and saved.get(k) != v}
+
+
 def build(cfg, device_type, data_dir):
     """Model, optimizer, scaler, the saved state to continue from (None when fresh), and the GPT-2
     the run started from (None when it started from scratch)."""
-    vocab_size = dataset_vocab_size(data_dir)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    tok = tokenizer.for_dataset(data_dir)
+    vocab_size = tok.model_vocab_size
+    ckpt_path = os.path.join(cfg.out_dir, cfg.checkpoint)
     if cfg.init_from == "auto":
         cfg.init_from = "resume" if os.path.exists(ckpt_path) else "scratch"
     state, pretrained = None, None
     if cfg.init_from == "resume":
         state = checkpoint.load(ckpt_path)
+        if state.get("nanogpt"):
+            raise UserError(f"{ckpt_path} was written by nanoGPT: sample.py and hf.py read it (its MLP is the exact "
+                            "GELU), but a run resumes only from train.py's checkpoints; to fine-tune it, export it "
+                            "(python hf.py --to=DIR) and train with --init_from=DIR")
+        missing = [k for k in ("optimizer", "scaler", "iter_num", "evaluated", "best_val_loss", "config")
+                   if k not in state]
+        if missing:
+            raise UserError(f"{ckpt_path} lacks {', '.join(missing)}: it is not a checkpoint train.py wrote, so a run "
+                            "cannot resume from it; start a new out_dir (--init_from=scratch)")
         saved, pretrained = state["model_args"], state.get("pretrained")
         cfg.activation = cfg.activation or saved["activation"]
         wanted = dict(block_size=cfg.block_size, activation=cfg.activation)
@@ -412,12 +482,19 @@ def build(cfg, device_type, data_dir):
             if saved[key] != value:
                 raise UserError(f"{ckpt_path} was trained with {key}={saved[key]!r} but this run asks for "
                                 f"{key}={value!r}; use the checkpoint's config or a new out_dir")
+        state["changes"] = resume_changes(state["config"], cfg, ckpt_path)
+        if state.get("tokenizer", tok.state) != tok.state:
+            raise UserError(f"{ckpt_path} was trained on another vocabulary than {data_dir} holds now (was the "
+                            "dataset prepared again from other text?); resume on the data it was trained on")
         model = checkpoint.build_model(state)
     elif cfg.init_from != "scratch":  # a published GPT-2, by name or from a local folder
         import hf
 
         pretrained = cfg.init_from
         published = hf.pretrained_config(cfg.init_from)  # from config.json or GPT-2's shapes, no weights
+        if not tok.fits(published.vocab_size):
+            raise UserError(f"{cfg.init_from} has a {published.vocab_size}-token vocabulary, but dataset "
+                            f"{cfg.dataset!r} is tokenized with {tok}; fine-tune it on data in its own tokens")
         if cfg.block_size > published.block_size:
             raise UserError(f"block_size={cfg.block_size} exceeds the {published.block_size} positions of "
                             f"{cfg.init_from}; use block_size <= {published.block_size}")
@@ -477,17 +554,24 @@ class StopRequest:
 
 def train(cfg, ranks, device_type):
     data_dir = dataset_dir(cfg.dataset)
+    if cfg.init_from not in ("resume", "auto") and not cfg.eval_only and \
+            os.path.exists(os.path.join(cfg.out_dir, "ckpt.pt")):
+        raise UserError(f"out_dir={cfg.out_dir!r} already holds a run (ckpt.pt); continue it with --init_from=resume "
+                        f"(or auto), or start this one in another out_dir")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     model, optimizer, scaler, state, pretrained = build(cfg, device_type, data_dir)
     batches = Batches(data_dir, cfg, cfg.device, model.config.vocab_size)
+    vocabulary = tokenizer.for_dataset(data_dir).state  # saved in every checkpoint: it samples anywhere
     start_iter = state["iter_num"] if state else 0
     evaluated = state["evaluated"] if state else False  # was iteration start_iter evaluated before saving?
     best_val_loss = state["best_val_loss"] if state else float("inf")
     elapsed0 = state["elapsed"] if state else 0.0
     wandb_id = state["wandb_id"] if state else f"{int(time.time())}-{os.getpid()}"
+    changes = state["changes"] if state else {}
     if state:
-        print(f"resuming from {cfg.out_dir}/ckpt.pt at iteration {start_iter}")
+        print(f"resuming from {cfg.out_dir}/{cfg.checkpoint} at iteration {start_iter}"
+              + "".join(f"; {k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
     del state
 
     raw = model
@@ -497,6 +581,12 @@ def train(cfg, ranks, device_type):
     if ranks.ddp:
         model = DDP(model, device_ids=[cfg.device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
     ctx = autocast(cfg, device_type)
+    if cfg.eval_only:  # print the losses; a run's records and checkpoints are left as they are
+        if ranks.master:
+            losses = evaluate(eval_model, batches, cfg, ctx)
+            print(f"step {start_iter}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
+                  "(eval_only: nothing written)")
+        return 0
     stop = StopRequest()
     tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
     peak = plan.datasheet_peak_flops(cfg.device)
@@ -515,9 +605,11 @@ def train(cfg, ranks, device_type):
             return r["iter"] < start_iter or (evaluated and r["iter"] == start_iter and "val_loss" in r)
 
         records = Records(cfg, cfg.out_dir, logged_before_checkpoint, wandb_id)
+        if changes:  # settings this resumed run changed, on the record
+            records.log(dict(iter=start_iter, resumed_with=changes))
         print(json.dumps(vars(cfg), indent=2))
         print(f"parameters: {raw.get_num_params():,}; tokens per iteration: {tokens_per_iter:,}")
-    last_ckpt = None
+    last_ckpt = (os.path.join(cfg.out_dir, cfg.checkpoint), start_iter) if start_iter else None
     t_start = time.time()
 
     def save(it, is_evaluated):
@@ -527,7 +619,7 @@ def train(cfg, ranks, device_type):
             model=raw.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
             model_args=asdict(raw.config), iter_num=it, evaluated=is_evaluated, best_val_loss=best_val_loss,
             config=vars(cfg), elapsed=elapsed0 + time.time() - t_start, wandb_id=wandb_id,
-            pretrained=pretrained,
+            pretrained=pretrained, tokenizer=vocabulary,
         ), path)
         last_ckpt = (path, it)
         return path
@@ -552,24 +644,27 @@ def train(cfg, ranks, device_type):
         skipped_acc.zero_()
         first_skipped.fill_(-1)
     while True:
-        due = it % cfg.eval_interval == 0 or it == cfg.max_iters or cfg.eval_only
-        due = due and not (evaluated and it == start_iter)
+        due = (it % cfg.eval_interval == 0 or it == cfg.max_iters) and not (evaluated and it == start_iter)
         if due:
             check_finite()  # before anything is evaluated or saved
         if due and ranks.master:
             losses = evaluate(eval_model, batches, cfg, ctx)
+            if not all(map(math.isfinite, losses.values())):  # weights no update can bring back
+                where = f"{last_ckpt[0]} (iteration {last_ckpt[1]})" if last_ckpt else "none written yet"
+                raise UserError(f"non-finite evaluation loss at iteration {it} ({losses['train']}, {losses['val']}); "
+                                f"nothing saved; last good checkpoint: {where}; lower learning_rate")
             wall = elapsed0 + time.time() - t_start
             print(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
             records.log(dict(iter=it, train_loss=losses["train"], val_loss=losses["val"],
                              lr=get_lr(it, cfg), wall_s=round(wall, 3)))
             improved = losses["val"] < best_val_loss
             best_val_loss = min(best_val_loss, losses["val"])
-            if not cfg.eval_only and it > 0 and (improved or cfg.always_save_checkpoint or it == cfg.max_iters):
+            if it > 0 and (improved or cfg.always_save_checkpoint or it == cfg.max_iters):
                 path = save(it, True)
                 if improved:
                     checkpoint.keep_copy(path, os.path.join(cfg.out_dir, "best.pt"))
             window_t, window_steps = time.time(), 0  # evaluation is not training time
-        if it >= cfg.max_iters or cfg.eval_only:
+        if it >= cfg.max_iters:
             break
 
         loss, norm = train_step(model, optimizer, scaler, batches, cfg, ranks, ctx, it)
@@ -613,22 +708,21 @@ def train(cfg, ranks, device_type):
             return 128 + stop.signum
 
     if ranks.master:
-        if not cfg.eval_only:
-            final = records.evals[-1] if records.evals else {}
-            summary = dict(
-                complete=True, activation=cfg.activation, seed=cfg.seed, n_params=raw.get_num_params(),
-                best_val_loss=min(r["val_loss"] for r in records.evals), final_val_loss=final.get("val_loss"),
-                iters=cfg.max_iters, tokens_seen=cfg.max_iters * tokens_per_iter,
-                tokens_per_s=round(measured_tokens / measured_time, 1) if measured_time else None,
-                wall_s=round(elapsed0 + time.time() - t_start, 3), world_size=ranks.world_size,
-                device=cfg.device, torch=torch.__version__, git=git_revision(), config=vars(cfg),
-                train_tokens=len(batches.data["train"]),
-            )
-            # what the MLPs do, measured now, while the model is at hand (reports read this file)
-            result = analysis.analyse(raw, list(batches.eval("val", analysis.BATCHES)))
-            checkpoint.write_json(os.path.join(cfg.out_dir, "analysis.json"), result)
-            checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
-            print(f"best val loss {summary['best_val_loss']:.4f}; summary in {cfg.out_dir}/summary.json")
+        final = records.evals[-1] if records.evals else {}
+        summary = dict(
+            complete=True, activation=cfg.activation, seed=cfg.seed, n_params=raw.get_num_params(),
+            best_val_loss=min(r["val_loss"] for r in records.evals), final_val_loss=final.get("val_loss"),
+            iters=cfg.max_iters, tokens_seen=cfg.max_iters * tokens_per_iter,
+            tokens_per_s=round(measured_tokens / measured_time, 1) if measured_time else None,
+            wall_s=round(elapsed0 + time.time() - t_start, 3), world_size=ranks.world_size,
+            device=cfg.device, torch=torch.__version__, git=git_revision(), config=vars(cfg),
+            train_tokens=len(batches.data["train"]), resumed_with=records.resumes,
+        )
+        # what the MLPs do, measured now, while the model is at hand (reports read this file)
+        result = analysis.analyse(raw, list(batches.eval("val", analysis.BATCHES)))
+        checkpoint.write_json(os.path.join(cfg.out_dir, "analysis.json"), result)
+        checkpoint.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
+        print(f"best val loss {summary['best_val_loss']:.4f}; summary in {cfg.out_dir}/summary.json")
         records.close()
     return 0
 
@@ -642,7 +736,7 @@ def plan_or_train(cfg, ranks, device_type):
 
 
 def main(argv):
-    cfg = SimpleNamespace(**configure(DEFAULTS, argv))
+    cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [__file__]))
     validate(cfg)
     device_type = resolve_device(cfg)
     ranks = setup_distributed(cfg, device_type)

@@ -13,7 +13,6 @@ every 0.1 s, with the anonymous part (Pss_Anon: what cannot be dropped and re-re
 memory runs short).
 """
 
-import argparse
 import json
 import os
 import platform
@@ -29,6 +28,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import tokenizer  # noqa: E402
+from configurator import ArgumentParser, UserError, run_main  # noqa: E402
 
 PREPARE = os.path.join(HERE, "openwebtext", "prepare.py")
 
@@ -87,7 +87,7 @@ def run(corpus, work, num_proc):
     env = {**os.environ, "HF_HOME": cache, "HF_DATASETS_CACHE": os.path.join(cache, "datasets"),
            "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, PREPARE, "--files", corpus, "--out", os.path.join(work, f"out-{num_proc}"),
-           "--num_proc", str(num_proc)]
+           "--num_proc", str(num_proc), "--cache_dir", os.path.join(cache, "datasets")]
     peaks = [0, 0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -110,10 +110,15 @@ def run(corpus, work, num_proc):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p = ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--mb", type=float, default=100, help="corpus size in MB (10^6 bytes) of jsonl")
     p.add_argument("--num_proc", type=int, nargs="+", default=[1, 2], help="process counts to compare")
     args = p.parse_args(argv)
+    if not args.mb > 0:
+        raise UserError(f"--mb={args.mb} must be > 0")
+    if min(args.num_proc) < 1:
+        raise UserError(f"--num_proc={args.num_proc} must all be at least 1")
+    tokenizer.gpt2_encoding()  # a one-line error now, rather than a failed run later
     with tempfile.TemporaryDirectory(prefix="bench_tokenize-") as work:
         corpus = os.path.join(work, "corpus.jsonl")
         t0 = time.perf_counter()
@@ -132,4 +137,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main)

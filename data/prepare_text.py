@@ -6,31 +6,20 @@ Turn your own text into train.bin / val.bin for train.py, char-level or GPT-2 BP
 
 then train with --dataset=mytext (a folder under data/) or --dataset=path/to/folder.
 The first (1 - val_fraction) of the text trains, the rest validates. Files are uint16 token ids;
-char-level datasets also get meta.pkl (vocab_size, stoi, itos), which train.py and sample.py read.
+char-level datasets also get meta.json (their characters in id order), which train.py reads and
+checkpoints carry.
 The whole text is held in memory: for a corpus of many documents or gigabytes, use
 data/openwebtext/prepare.py --files instead.
 """
 
-import argparse
 import os
-import pickle
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tokenizer  # noqa: E402
-from configurator import UserError, run_main  # noqa: E402
-
-
-def read_text(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); convert it, e.g. "
-                        f"iconv -f latin1 -t utf-8") from None
+from configurator import ArgumentParser, UserError, run_main  # noqa: E402
 
 
 def read_inputs(paths):
@@ -43,10 +32,23 @@ def read_inputs(paths):
             files.append(path)
         else:
             raise UserError(f"input {path!r} not found; give a text file or a folder of .txt files")
-    text = "\n".join(read_text(f) for f in files)
+    text = "\n".join(tokenizer.read_text(f) for f in files)
     if not text:
         raise UserError(f"no text in {', '.join(paths)}; the corpus is empty")
     return text
+
+
+def check_out(path):
+    """A one-line error unless path can be the output folder (existing or not)."""
+    if not path:
+        raise UserError("--out is empty; give the output folder, e.g. data/mytext")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"--out={path!r} cannot be a folder: {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"--out={path!r} cannot be written: {existing} is not writable")
 
 
 def write_all(writers):
@@ -68,15 +70,12 @@ def save_bytes(data, path):
         f.write(data)
 
 
-def save_pickle(obj, path):
-    save_bytes(pickle.dumps(obj), path)
-
-
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
 def fetch_shakespeare(folder):
     """Tiny Shakespeare's text: folder/input.txt if present, else downloaded there."""
+    check_out(folder)
     path = os.path.join(folder, "input.txt")
     if not os.path.exists(path):
         import urllib.request
@@ -89,7 +88,7 @@ def fetch_shakespeare(folder):
                             "run again") from None
         os.makedirs(folder, exist_ok=True)
         write_all({path: lambda tmp: save_bytes(raw, tmp)})
-    return read_text(path)
+    return tokenizer.read_text(path)
 
 
 def to_uint16(ids):
@@ -107,13 +106,13 @@ def prepare(text, out_dir, kind="char", val_fraction=0.1):
         raise UserError(f"val_fraction={val_fraction} must be between 0 and 1")
     if kind not in ("char", "gpt2"):
         raise UserError(f"tokenizer {kind!r} is not known; choose char or gpt2")
+    check_out(out_dir)
     cut = int(len(text) * (1 - val_fraction))
     if kind == "char":
-        meta = tokenizer.char_vocab(text)
-        encode = lambda s: [meta["stoi"][c] for c in s]  # noqa: E731
-        vocab_size = meta["vocab_size"]
+        chars = tokenizer.char_vocab(text)
+        encode, vocab_size = tokenizer.Tokenizer(chars).encode, len(chars)
     else:
-        meta, enc = None, tokenizer.gpt2_encoding()
+        chars, enc = None, tokenizer.gpt2_encoding()
         encode, vocab_size = enc.encode_ordinary, enc.n_vocab
     splits = {"train": to_uint16(encode(text[:cut])), "val": to_uint16(encode(text[cut:]))}
     for split, ids in splits.items():
@@ -121,13 +120,12 @@ def prepare(text, out_dir, kind="char", val_fraction=0.1):
             raise UserError(f"the {split} split is empty: {len(text)} characters are too few for "
                             f"val_fraction={val_fraction}; use more text")
     writers = {os.path.join(out_dir, f"{s}.bin"): ids.tofile for s, ids in splits.items()}
-    meta_path = os.path.join(out_dir, "meta.pkl")
-    if meta is not None:
-        writers[meta_path] = lambda tmp: save_pickle(meta, tmp)
+    if chars is not None:
+        vocab = tokenizer.vocab_json(chars).encode()
+        writers[os.path.join(out_dir, tokenizer.VOCAB_FILE)] = lambda tmp: save_bytes(vocab, tmp)
     os.makedirs(out_dir, exist_ok=True)
     write_all(writers)
-    if meta is None and os.path.exists(meta_path):
-        os.remove(meta_path)  # a stale char vocabulary would be read instead of GPT-2's
+    tokenizer.remove_stale_vocabulary(out_dir, keep=tokenizer.VOCAB_FILE if chars is not None else None)
     counts = {s: len(ids) for s, ids in splits.items()}
     print(f"vocab size: {vocab_size:,}; train has {counts['train']:,} tokens; val has {counts['val']:,} tokens")
     return counts
@@ -137,7 +135,7 @@ def shakespeare_main(script_doc, here, kind):
     """The command line of data/shakespeare*/prepare.py: --out DIR, by default the script's folder."""
 
     def main(argv):
-        p = argparse.ArgumentParser(description=script_doc.strip().splitlines()[0])
+        p = ArgumentParser(description=script_doc.strip().splitlines()[0])
         p.add_argument("--out", default=here, help="folder of input.txt and the outputs (default: beside the script)")
         out = p.parse_args(argv).out
         prepare(fetch_shakespeare(out), out, kind)
@@ -146,7 +144,7 @@ def shakespeare_main(script_doc, here, kind):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    p = ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument("inputs", nargs="+", help="text files, or folders of .txt files")
     p.add_argument("--out", required=True, help="output folder, e.g. data/mytext")
     p.add_argument("--tokenizer", default="char", help="char (default) or gpt2")

@@ -2,10 +2,12 @@
 remedy, no traceback, and no partial output. The README's troubleshooting table lists the same cases."""
 
 import os
+import pickle
 import shutil
 
 import numpy as np
 import pytest
+import torch
 from conftest import run, tiny
 
 
@@ -21,10 +23,25 @@ def new_out(tmp):
     return tiny(tmp / "out", CHARS)
 
 
-def config_file(tmp, text):
+def config_file(tmp, text, raw=None):
     path = tmp / "bad_config.py"
-    path.write_text(text)
+    path.write_bytes(raw if raw is not None else text.encode())
     return str(path)
+
+
+def sweep_file(tmp, text):
+    path = tmp / "sweep_bad.py"
+    path.write_text(f"name = 'bad'\nbase = 'config/train_shakespeare_char_cpu.py'\nactivations = ['gelu']\n"
+                    f"overrides = dict(dataset={str(CHARS)!r})\nresults_dir = {str(tmp / 'results')!r}\n{text}")
+    return str(path)
+
+
+def odd_train_bin(tmp):
+    folder = tmp / "odd"
+    shutil.copytree(CHARS, folder)
+    with open(folder / "train.bin", "ab") as f:
+        f.write(b"\x00")
+    return folder
 
 
 def copy_run(trained, tmp, damage):
@@ -54,6 +71,45 @@ def short_dataset(tmp):
 def latin1(tmp):
     (tmp / "latin1.txt").write_bytes("caf\u00e9 cr\u00e8me\n".encode("latin-1"))
     return ["data/prepare_text.py", str(tmp / "latin1.txt"), "--out", str(tmp / "out")]
+
+
+def dataset_with(tmp, name, content):
+    """A copy of the char dataset whose vocabulary file `name` holds `content`."""
+    folder = tmp / "data"
+    shutil.copytree(CHARS, folder)
+    (folder / "meta.json").unlink()
+    (folder / name).write_bytes(content)
+    return folder
+
+
+class Payload:
+    """Unpickled, this would create the file `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def crafted_meta_pkl(tmp):
+    return dataset_with(tmp, "meta.pkl", pickle.dumps({"vocab_size": 3, "itos": Payload(tmp / "ran")}))
+
+
+def nanogpt_checkpoint(trained, tmp):
+    """The trained run's checkpoint as upstream nanoGPT writes one: no activation, compiled weights."""
+    ckpt = torch.load(trained / "ckpt.pt", weights_only=True)
+    del ckpt["model_args"]["activation"]
+    ckpt["model"] = {f"_orig_mod.{k}": v for k, v in ckpt["model"].items()}
+    (tmp / "out").mkdir()
+    torch.save(ckpt, tmp / "out" / "ckpt.pt")
+    return tmp / "out"
+
+
+def bare_state_dict(trained, tmp):
+    (tmp / "out").mkdir()
+    torch.save(torch.load(trained / "ckpt.pt", weights_only=True)["model"], tmp / "out" / "ckpt.pt")
+    return tmp / "out"
 
 
 CHARS = None  # the char-level dataset, set by the autouse fixture below
@@ -95,12 +151,70 @@ CASES = [
      {}, "no checkpoint at"),
     ("prompt outside a char-level vocabulary",
      lambda t, c: ["sample.py", f"--out_dir={c}", "--device=cpu", "--start=Zen~"], {},
-     "prompt has characters outside the dataset's vocabulary: 'Z~'"),
+     "prompt has characters outside the model's vocabulary: 'Z~'"),
     ("top_k <= 0", lambda t, c: ["sample.py", f"--out_dir={c}", "--device=cpu", "--top_k=0"], {},
      "top_k=0 must be a positive integer"),
     ("temperature <= 0", lambda t, c: ["sample.py", f"--out_dir={c}", "--device=cpu", "--temperature=0"], {},
      "temperature=0.0 must be > 0"),
     ("non-UTF-8 text for prepare", lambda t, c: latin1(t), {}, "is not UTF-8 text (bad byte at offset 3)"),
+    ("negative seed over an existing run", lambda t, c: ["train.py", *tiny(c, CHARS, seed=-1)], {},
+     "seed=-1 must be >= 0"),
+    ("negative learning rate", lambda t, c: ["train.py", *new_out(t), "--learning_rate=-1"], {},
+     "learning_rate=-1.0 must be > 0"),
+    ("beta2 out of range", lambda t, c: ["train.py", *new_out(t), "--beta2=1.5"], {}, "beta2=1.5 must be in [0, 1)"),
+    ("n_embd not divisible by n_head", lambda t, c: ["train.py", *new_out(t), "--n_head=3"], {},
+     "n_embd=32 is not divisible by n_head=3"),
+    ("n_embd not divisible by n_head, dry run", lambda t, c: ["train.py", *new_out(t), "--n_head=3", "--dry_run=True"],
+     {}, "n_embd=32 is not divisible by n_head=3"),
+    ("n_embd not divisible by n_head, bench", lambda t, c: ["bench.py", *new_out(t), "--n_head=3"], {},
+     "n_embd=32 is not divisible by n_head=3"),
+    ("unknown checkpoint name", lambda t, c: ["train.py", *new_out(t), "--checkpoint=last.pt"], {},
+     "checkpoint='last.pt' is not valid; choose ckpt.pt or best.pt"),
+    ("MPS asked for where there is none", lambda t, c: ["train.py", *new_out(t), "--device=mps"], {},
+     "device='mps' but Apple's MPS is not available here"),
+    ("non-UTF-8 prompt file", lambda t, c: ["sample.py", f"--out_dir={c}", "--device=cpu",
+                                            f"--start=FILE:{latin1(t)[1]}"], {}, "is not UTF-8 text"),
+    ("corrupt meta.json", lambda t, c: ["train.py", *tiny(t / "out", dataset_with(t, "meta.json", b"{\"itos\": 5"))],
+     {}, "meta.json is not a valid vocabulary (JSONDecodeError"),
+    ("meta.pkl that would run code, dry run", lambda t, c: ["train.py", *tiny(t / "out", crafted_meta_pkl(t)),
+                                                           "--dry_run=True"], {},
+     "meta.pkl is not a valid vocabulary (UnpicklingError: it refers to"),
+    ("resume with another seed", lambda t, c: ["train.py", *tiny(c, CHARS, init_from="resume", seed=3)], {},
+     "was trained with seed=1337 but this run asks for seed=3"),
+    ("resume with another dropout", lambda t, c: ["train.py", *tiny(c, CHARS, init_from="resume", dropout=0.1)], {},
+     "was trained with dropout=0.0 but this run asks for dropout=0.1"),
+    ("resume a nanoGPT checkpoint", lambda t, c: ["train.py", *tiny(nanogpt_checkpoint(c, t), CHARS,
+                                                                    init_from="resume")], {},
+     "was written by nanoGPT: sample.py and hf.py read it"),
+    ("sample a bare state_dict", lambda t, c: ["sample.py", f"--out_dir={bare_state_dict(c, t)}", "--device=cpu"], {},
+     "holds a bare state_dict, without the model_args"),
+    ("GPT-2 on a char-level dataset", lambda t, c: ["train.py", *new_out(t), "--init_from=gpt2"], {},
+     "gpt2 has a 50257-token vocabulary, but dataset"),
+    ("train.bin of an odd number of bytes", lambda t, c: ["train.py", *tiny(t / "out", odd_train_bin(t))], {},
+     "not a whole number of uint16 token ids"),
+    ("config file that is not UTF-8", lambda t, c: ["train.py", config_file(t, "", b"max_iters = 5 # caf\xe9\n"),
+                                                   *new_out(t)], {}, "bad_config.py is not UTF-8 text"),
+    ("config file that calls sys.exit", lambda t, c: ["train.py", config_file(t, "import sys\nsys.exit(0)\n"),
+                                                     *new_out(t)], {}, "failed: SystemExit"),
+    ("a new run over an existing one", lambda t, c: ["train.py", *tiny(c, CHARS)], {},
+     "already holds a run (ckpt.pt); continue it with --init_from=resume"),
+    ("sample no samples", lambda t, c: ["sample.py", f"--out_dir={c}", "--device=cpu", "--num_samples=0"], {},
+     "num_samples=0 must be a positive integer"),
+    ("sample with an unknown dtype", lambda t, c: ["sample.py", f"--out_dir={c}", "--device=cpu", "--dtype=fp8"], {},
+     "dtype='fp8' is not valid; choose one of auto, float32, bfloat16, float16"),
+    ("export beneath a file", lambda t, c: ["hf.py", f"--out_dir={c}", f"--to={c / 'summary.json' / 'gpt2'}"], {},
+     "summary.json is not a folder"),
+    ("export a bare state_dict", lambda t, c: ["hf.py", f"--out_dir={bare_state_dict(c, t)}", f"--to={t / 'hf'}"],
+     {}, "holds a bare state_dict"),
+    ("sweep with a negative seed", lambda t, c: ["sweep.py", sweep_file(t, "seeds = [-1]\n")], {},
+     "run gelu-s-1: seed=-1 must be >= 0"),
+    ("sweep into a results_dir that is a file", lambda t, c: ["sweep.py", sweep_file(t, ""),
+                                                            f"--results_dir={c / 'summary.json'}"], {},
+     "summary.json' is a file; give a folder"),
+    ("tokenizer benchmark of an empty corpus", lambda t, c: ["data/bench_tokenize.py", "--mb", "0"], {},
+     "--mb=0.0 must be > 0"),
+    ("bench with a negative thread count", lambda t, c: ["bench.py", *new_out(t), "--threads=-1"], {},
+     "threads=-1 must be >= 0"),
 ]
 
 
@@ -125,3 +239,4 @@ def test_bad_input(case, argv, env, expected, trained, tmp_path):
     assert "\n" not in line and line.startswith("error: "), r.stderr
     assert expected in line
     assert snapshot(tmp_path) == before and snapshot(trained) == trained_before  # nothing written
+    assert not (tmp_path / "ran").exists()  # no code from a data file ran

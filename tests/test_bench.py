@@ -1,6 +1,6 @@
 """bench.py: each mode runs on a tiny model and prints figures that agree with each other."""
 
-import pickle
+import json
 import re
 
 import pytest
@@ -50,7 +50,7 @@ def test_activations_mode_lists_every_registry_entry(char_dataset, tmp_path):
     out = bench(tmp_path, char_dataset, mode="activations", iters=1, repeats=1, warmup=0)
     rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in ACTIVATIONS}
     assert list(rows) == list(ACTIVATIONS)
-    vocab = pickle.loads((char_dataset / "meta.pkl").read_bytes())["vocab_size"]
+    vocab = json.loads((char_dataset / "meta.json").read_text(encoding="utf-8"))["vocab_size"]
     row = re.compile(r"^(\w+)\s+(yes|no)\s+([\d,]+)\s+([\d.]+) ms .*\s([\d.]+)x$")
     medians = {name: float(row.match(line)[4]) for name, line in rows.items()}
     for name, line in rows.items():

@@ -16,7 +16,6 @@ temporary folder.
 
 import importlib.util
 import json
-import pickle
 import random
 
 import numpy as np
@@ -99,11 +98,24 @@ def test_openwebtext_script_on_local_jsonl_with_one_and_two_processes(corpus, en
     r = prepare_owt(out, hf_env, "--files", folder / "docs.jsonl", "--num_proc", "1")
     check_owt_outputs(out, docs, enc, r.stdout)
     first = {name: (out / name).read_bytes() for name in ("train.bin", "val.bin")}
-    (out / "meta.pkl").write_bytes(b"stale char vocabulary")
-    # Again over the existing outputs, with two processes: the same bytes, and no stale meta.pkl.
+    (out / "meta.json").write_bytes(b"stale char vocabulary")
+    (out / "meta.pkl").write_bytes(b"older stale char vocabulary")
+    # Again over the existing outputs, with two processes: the same bytes, and no stale vocabulary.
     r = prepare_owt(out, hf_env, "--files", folder / "docs.jsonl", "--num_proc", "2")
     assert {name: (out / name).read_bytes() for name in first} == first
-    assert not (out / "meta.pkl").exists()
+    assert not (out / "meta.json").exists() and not (out / "meta.pkl").exists()
+
+
+def test_the_arrow_cache_goes_where_it_is_told_not_under_home(corpus, tmp_path):
+    folder, _ = corpus
+    home = tmp_path / "home"
+    env = {**OFFLINE, "HOME": str(home), "HF_HOME": str(home / ".cache" / "huggingface")}
+    r = run(OWT, "--files", folder / "docs.jsonl", "--out", tmp_path / "out", "--cache_dir", tmp_path / "cache",
+            "--num_proc", "1", env=env)
+    assert r.returncode == 0, r.stderr
+    cached = sum(p.stat().st_size for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert cached > 0 and not [p for p in home.rglob("*") if p.is_file()]
+    assert f"datasets' Arrow cache of this corpus: {cached / 2**20:,.0f} MiB in {tmp_path / 'cache'}" in r.stdout
 
 
 def test_openwebtext_script_on_a_folder_of_txt_documents(corpus, enc, hf_env, tmp_path):
@@ -128,8 +140,7 @@ def test_shakespeare_bpe_script_matches_tiktoken(enc, tmp_path):
 
 
 def decode_char_dataset(folder):
-    with open(folder / "meta.pkl", "rb") as f:
-        itos = pickle.load(f)["itos"]
+    itos = json.loads((folder / "meta.json").read_text(encoding="utf-8"))["itos"]
     return ["".join(itos[i] for i in np.fromfile(folder / f"{s}.bin", dtype=np.uint16)) for s in ("train", "val")]
 
 
@@ -151,7 +162,7 @@ def test_prepare_text_gpt2_round_trip_replaces_a_char_dataset(enc, tmp_path):
     text = make_text(300, seed=2)
     prepare_text.prepare(text, str(tmp_path), "char")
     prepare_text.prepare(text, str(tmp_path), "gpt2")
-    assert not (tmp_path / "meta.pkl").exists()  # else train.py would read GPT-2 ids as characters
+    assert not (tmp_path / "meta.json").exists()  # else train.py would read GPT-2 ids as characters
     ids = [np.fromfile(tmp_path / f"{s}.bin", dtype=np.uint16).tolist() for s in ("train", "val")]
     assert enc.decode(ids[0]) + enc.decode(ids[1]) == text
 
@@ -220,6 +231,14 @@ BAD = [
      {}, "latin1.txt is not UTF-8 text (bad byte at offset 3)"),
     ("non-UTF-8 text for prepare_text", lambda t, c: ["data/prepare_text.py", latin1(t)], {},
      "latin1.txt is not UTF-8 text (bad byte at offset 3); convert it"),
+    ("a document with null text", lambda t, c: [OWT, "--files", write(t / "n.jsonl", '{"text": "a"}\n{"text": null}\n'),
+                                                "--num_proc", "1"], {}, "has no text (its 'text' is null)"),
+    ("negative split seed", lambda t, c: [OWT, "--files", c / "docs.jsonl", "--seed", "-1"], {},
+     "--seed=-1 must be >= 0"),
+    ("misspelt option", lambda t, c: ["data/prepare_text.py", latin1(t), "--tokeniser", "gpt2"], {},
+     "unrecognized arguments: --tokeniser gpt2 (see --help)"),
+    ("input.txt that is a folder", lambda t, c: ["data/shakespeare_char/prepare.py"], {}, "input.txt (Is a directory)"),
+
     ("Shakespeare with no network and no input.txt", lambda t, c: ["data/shakespeare/prepare.py"],
      {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"},
      "could not download https://raw.githubusercontent.com/"),
@@ -230,7 +249,7 @@ BAD = [
 
 
 def snapshot(folder):
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    return {p.name: p.read_bytes() if p.is_file() else "folder" for p in folder.iterdir()}
 
 
 @pytest.mark.parametrize("case,args,env,expected", BAD, ids=[b[0] for b in BAD])
@@ -241,6 +260,8 @@ def test_bad_input_one_line_and_outputs_untouched(case, args, env, expected, cor
     (out / "val.bin").write_bytes(b"old val")
     if "cached ranks" in case:
         (out / "input.txt").write_text("To be, or not to be\n", encoding="utf-8")
+    if "is a folder" in case:
+        (out / "input.txt").mkdir()
     before = snapshot(out)
     env = {k: v.format(tmp=tmp_path) for k, v in {**hf_env, **env}.items()}
     r = run(*args(tmp_path, corpus[0]), "--out", out, env=env, timeout=120)

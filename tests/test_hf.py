@@ -242,7 +242,8 @@ def test_cli_exports_a_trained_checkpoint(char_dataset, tmp_path):
 
 def test_a_fine_tune_resumes(char_dataset, tmp_path):
     """A run started from GPT-2 weights records where it started, and a restart continues it."""
-    path, _ = hf_dir(tmp_path, (2, 2, 32, 32, 65), "gelu_new")
+    chars = len(json.loads((char_dataset / "meta.json").read_text(encoding="utf-8"))["itos"])
+    path, _ = hf_dir(tmp_path, (2, 2, 32, 32, chars), "gelu_new")  # exported from a model of these characters
     out = tmp_path / "run"
     r = run("train.py", *tiny(out, char_dataset, init_from=path, max_iters=4, eval_interval=2))
     assert r.returncode == 0, r.stderr

@@ -161,17 +161,30 @@ def test_report_only_rewrites_the_same_report(tiny):
 
 
 def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, char_dataset):
-    # n_head=3 does not divide n_embd=16: that run fails inside train.py; the next one still runs.
+    # A context longer than the validation text: that run fails inside train.py, when it opens the
+    # data (no config check can know); the next one still runs.
     path = write_sweep(tmp_path, char_dataset, name="fails", activations=["gelu"], seeds=[1],
-                       grid={"n_head": [3, 2]}, parallel=1)
+                       grid={"block_size": [100000, 16]}, parallel=1)
     out = run_sweep(path)
     assert out.returncode == 1
-    log = os.path.join(str(tmp_path), "results", "fails", "runs", "gelu-n_head3-s1", "train.log")
-    assert f"gelu-n_head3-s1 FAILED (exit 1); log: {log}" in out.stdout
-    assert "error: 1 run(s) failed: gelu-n_head3-s1" in out.stderr
-    assert summaries(os.path.dirname(os.path.dirname(log)))["gelu-n_head2-s1"]["complete"]
+    log = os.path.join(str(tmp_path), "results", "fails", "runs", "gelu-block_size100000-s1", "train.log")
+    assert f"gelu-block_size100000-s1 FAILED (exit 1); log: {log}" in out.stdout
+    assert "error: 1 run(s) failed: gelu-block_size100000-s1" in out.stderr
+    assert summaries(os.path.dirname(os.path.dirname(log)))["gelu-block_size16-s1"]["complete"]
     with open(os.path.join(str(tmp_path), "results", "fails", "report.md")) as f:
-        assert "not complete: gelu-n_head3-s1" in f.read()
+        assert "not complete: gelu-block_size100000-s1" in f.read()
+
+
+def test_bad_run_settings_stop_the_sweep_before_anything_launches(tmp_path, char_dataset):
+    path = write_sweep(tmp_path, char_dataset, name="early", activations=["gelu"], seeds=[1],
+                       grid={"n_head": [3, 2]})
+    with pytest.raises(UserError, match=r"run gelu-n_head3-s1: n_embd=16 is not divisible by n_head=3"):
+        run_sweep(path)
+    assert not os.path.exists(os.path.join(str(tmp_path), "results", "early"))
+    path = write_sweep(tmp_path, "no_such_dataset", name="nodata", activations=["gelu"], seeds=[1])
+    with pytest.raises(UserError, match=r"dataset 'no_such_dataset' has no .*train.bin; prepare it first"):
+        run_sweep(path)
+    assert not os.path.exists(os.path.join(str(tmp_path), "results", "nodata"))
 
 
 @pytest.mark.parametrize("keys, message", [

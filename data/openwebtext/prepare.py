@@ -11,7 +11,6 @@ out for val, chosen with a fixed seed. Tokens are written shard by shard, so mem
 whatever the size of the corpus, into train.bin.tmp and val.bin.tmp, renamed only once both are complete.
 """
 
-import argparse
 import functools
 import math
 import os
@@ -24,13 +23,16 @@ from tqdm import tqdm
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), os.path.dirname(HERE)]
 import tokenizer  # noqa: E402
-from configurator import UserError, run_main  # noqa: E402
-from prepare_text import read_text, write_all  # noqa: E402
+from configurator import ArgumentParser, UserError, run_main  # noqa: E402
+from prepare_text import check_out, write_all  # noqa: E402
 
 # datasets' own builder for each kind of local file; a .txt file is one document
 BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 # Tokens read and written at a time (16 MB as int32): this, not the corpus, sets the memory needed.
 SHARD_TOKENS = 2**22
+# --files converts the corpus to Arrow and tokenizes it in a cache of datasets': here, not in a hidden
+# folder of the home directory, since it takes about twice the corpus's size (see README, Data).
+LOCAL_CACHE = os.path.join(os.path.dirname(HERE), "hf_cache")
 LOCAL_HINT = "prepare local files instead: --files FILE_OR_FOLDER (.txt, .jsonl or .parquet)"
 
 
@@ -71,27 +73,27 @@ def cause(e):
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
 
-def load_local(paths, num_proc):
+def load_local(paths, num_proc, cache_dir):
     import datasets
 
     builder, files = local_files(paths)
     options = {"sample_by": "document"} if builder == "text" else {}
     try:
         return datasets.load_dataset(builder, data_files=files, split="train", num_proc=min(num_proc, len(files)),
-                                     **options)
+                                     cache_dir=cache_dir, **options)
     except Exception as e:
         why = cause(e)
         if why.startswith("UnicodeDecodeError"):
             for f in files:
-                read_text(f)  # raises the error that names the file and the bad byte
+                tokenizer.read_text(f)  # raises the error that names the file and the bad byte
         raise UserError(f"--files: cannot read {', '.join(paths)} as {builder}: {why}") from None
 
 
-def load_hub(name, config, split, num_proc):
+def load_hub(name, config, split, num_proc, cache_dir):
     import datasets
 
     try:
-        return datasets.load_dataset(name, config, split=split, num_proc=num_proc)
+        return datasets.load_dataset(name, config, split=split, num_proc=num_proc, cache_dir=cache_dir)
     except ConnectionError:
         if datasets.config.HF_HUB_OFFLINE:
             raise UserError(f"dataset {name!r} is not in the Hugging Face cache and offline mode (HF_DATASETS_OFFLINE "
@@ -126,6 +128,8 @@ def split_documents(ds, val_size, seed, source):
 def tokenize(batch, column):
     enc = tokenizer.gpt2_encoding()  # tiktoken keeps it: loaded once per process
     texts = batch[column]
+    if None in texts:
+        raise ValueError(f"a document has no text (its {column!r} is null); drop it or give it text")
     ids = [enc.encode_ordinary(text) + [tokenizer.EOT] for text in texts]
     return {"ids": ids, "len": [len(x) for x in ids], "bytes": [len(text.encode()) for text in texts]}
 
@@ -136,9 +140,12 @@ def tokenize_split(ds, column, num_proc, name):
     features = datasets.Features({"ids": datasets.List(datasets.Value("int32")), "len": datasets.Value("int64"),
                                   "bytes": datasets.Value("int64")})
     num_proc = min(num_proc, len(ds))
-    return ds.map(tokenize, fn_kwargs={"column": column}, batched=True, remove_columns=ds.column_names,
-                  features=features, num_proc=num_proc if num_proc > 1 else None,  # 1 would still fork a worker
-                  desc=f"tokenizing {name}")
+    try:
+        return ds.map(tokenize, fn_kwargs={"column": column}, batched=True, remove_columns=ds.column_names,
+                      features=features, num_proc=num_proc if num_proc > 1 else None,  # 1 would still fork a worker
+                      desc=f"tokenizing {name}")
+    except Exception as e:  # raised in a worker, it arrives wrapped: name its cause
+        raise UserError(f"cannot tokenize the {name} documents: {cause(e)}") from None
 
 
 def column_numpy(ds, column):
@@ -175,9 +182,7 @@ def write_outputs(splits, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, f"{name}.bin") for name in splits}
     counts = write_all({paths[name]: functools.partial(write_split, ds) for name, ds in splits.items()})
-    meta = os.path.join(out_dir, "meta.pkl")
-    if os.path.exists(meta):
-        os.remove(meta)  # a stale char vocabulary would be read instead of GPT-2's
+    tokenizer.remove_stale_vocabulary(out_dir)
     return {name: counts[path] for name, path in paths.items()}
 
 
@@ -187,14 +192,18 @@ def prepare(args):
         raise UserError(f"--val_size={args.val_size} must be a fraction between 0 and 1")
     if args.num_proc < 1:
         raise UserError(f"--num_proc={args.num_proc} must be at least 1")
+    if args.seed < 0:
+        raise UserError(f"--seed={args.seed} must be >= 0")
+    check_out(args.out)
     if args.files and args.dataset:
         raise UserError(f"--dataset={args.dataset} and --files both name a corpus; give one of them")
     tokenizer.gpt2_encoding()  # fail now, before any download, if GPT-2's ranks cannot be had
+    cache_dir = args.cache_dir or (os.environ.get("HF_DATASETS_CACHE") or LOCAL_CACHE if args.files else None)
     if args.files:
-        ds, source = load_local(args.files, args.num_proc), ", ".join(args.files)
+        ds, source = load_local(args.files, args.num_proc, cache_dir), ", ".join(args.files)
     else:
         name = args.dataset or "openwebtext"
-        ds, source = load_hub(name, args.config, args.split, args.num_proc), repr(name)
+        ds, source = load_hub(name, args.config, args.split, args.num_proc, cache_dir), repr(name)
     check_text_column(ds, args.text_column, source)
     if len(ds) == 0:
         raise UserError(f"{source} holds no documents; the corpus is empty")
@@ -208,7 +217,14 @@ def prepare(args):
     for name, (docs, tokens, nbytes) in summary.items():
         print(f"{name}: {docs:,} document{'s' * (docs != 1)}, {tokens:,} tokens, {nbytes:,} bytes of text "
               f"-> {os.path.join(args.out, name + '.bin')}")
+    if cache_dir:
+        print(f"datasets' Arrow cache of this corpus: {folder_bytes(cache_dir) / 2**20:,.0f} MiB in {cache_dir} "
+              "(a second run over the same files reuses it; delete it when done)")
     return summary
+
+
+def folder_bytes(folder):
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(folder) for n in names)
 
 
 def usable_cpus():
@@ -217,7 +233,7 @@ def usable_cpus():
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p = ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--dataset", help="a dataset on the Hugging Face Hub (default: openwebtext)")
     p.add_argument("--config", default=None, help="the Hub dataset's configuration, if it has several")
     p.add_argument("--split", default="train", help="the Hub dataset's split to read (default: train)")
@@ -229,6 +245,8 @@ def parse_args(argv):
     p.add_argument("--num_proc", type=int, default=usable_cpus(), help="processes for loading and tokenizing "
                                                                     "(default: the CPUs this process may use)")
     p.add_argument("--out", default=HERE, help="output folder (default: beside this script)")
+    p.add_argument("--cache_dir", default=None, help="datasets' Arrow cache (default for --files: $HF_DATASETS_CACHE "
+                                                     "if set, else data/hf_cache; for the Hub: the Hugging Face cache)")
     return p.parse_args(argv)
 
 

@@ -1,6 +1,6 @@
 """
-Tiny Shakespeare, char-level: writes train.bin, val.bin (uint16) and meta.pkl (vocab_size, stoi,
-itos) beside this file. Uses input.txt here when present, else downloads it. The first 90% of the
+Tiny Shakespeare, char-level: writes train.bin, val.bin (uint16) and meta.json (the characters in
+id order) beside this file. Uses input.txt here when present, else downloads it. The first 90% of the
 text trains, the rest validates: 65 symbols, 1,003,854 and 111,540 tokens.
 
     python data/shakespeare_char/prepare.py              # then: python train.py config/train_shakespeare_char_cpu.py
