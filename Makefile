@@ -24,7 +24,7 @@ lint: setup
 
 reproduce: setup
 	$(PY) data/shakespeare_char/prepare.py
-	$(PY) sweep.py config/sweep_claim_cpu.py --results_dir=reproduced --compare_with=results
+	$(PY) sweep.py config/sweep_claim_cpu.py --out_dir=reproduced --compare_with=results
 	sed -n '/^| activation/,/^$$/p' reproduced/claim_cpu/report.md
 	for act in gelu relu none; do \
 		echo "=== a sample from $$act (seed 1) ==="; \

@@ -33,8 +33,9 @@ from torch.profiler import ProfilerActivity, profile
 
 import plan
 import train
+from runtime import Batches, autocast, compile_works, dataset_dir, resolve_device, tokens_per_iter
 from configurator import UserError, configure, run_main
-from model import ACTIVATIONS, MLP
+from model import ACTIVATIONS, MLP, GPTConfig
 
 DEFAULTS = dict(
     train.DEFAULTS,
@@ -166,28 +167,28 @@ def matmul_floor(model, cfg):
 
 
 def compiled(model, cfg):
-    # main() has already turned compile off where train.compile_works says it fails
+    # main() has already turned compile off where compile_works says it fails
     return torch.compile(model) if cfg.compile else model
 
 
 def build(cfg, device_type):
     """The model (weights per init_from, as train.py), its optimizer and scaler, and the batches."""
-    data_dir = train.dataset_dir(cfg.dataset)
-    model, optimizer, scaler, _, _ = train.build(cfg, device_type, data_dir)
-    return model, optimizer, scaler, train.Batches(data_dir, cfg, cfg.device, model.config.vocab_size)
+    model, optimizer, scaler, _ = train.build(cfg, device_type)
+    return model, optimizer, scaler, Batches(cfg.dataset, cfg.batch_size, cfg.block_size, cfg.device,
+                                             model.config.vocab_size)
 
 
 def training_step(cfg, device_type):
-    """(model, step) where step() runs one training iteration as train.py does: train.train_step,
-    then train.apply_update, reading the loss back every log_interval iterations."""
+    """(model, step) where step() runs one training iteration as train.py does (train.Step: backward,
+    then update), reading the loss back every log_interval iterations."""
     raw, optimizer, scaler, batches = build(cfg, device_type)
-    model, ctx = compiled(raw, cfg), train.autocast(cfg, device_type)
+    train_step = train.Step(compiled(raw, cfg), optimizer, scaler, batches, cfg, SINGLE, autocast(cfg, device_type))
     iteration = itertools.count()
 
     def step():
         it = next(iteration)
-        loss, norm = train.train_step(model, optimizer, scaler, batches, cfg, SINGLE, ctx, it)
-        train.apply_update(optimizer, scaler, norm)
+        loss, norm = train_step.backward(it)
+        train_step.update(norm)
         if it % cfg.log_interval == 0:
             loss.item()
 
@@ -211,8 +212,8 @@ def reference_step(cfg, device_type, like):
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), foreach=False,
                                   fused=False)
     scaler = torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16")
-    ctx = train.autocast(cfg, device_type)
-    path = os.path.join(train.dataset_dir(cfg.dataset), "train.bin")
+    ctx = autocast(cfg, device_type)
+    path = os.path.join(dataset_dir(cfg.dataset), "train.bin")
     T = cfg.block_size
 
     def get_batch():
@@ -264,13 +265,13 @@ def bench_train(cfg, device_type):
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)  # the peak of the run's own threads
     peak, n, seconds = measure_peak(cfg, device_type)
     datasheet = plan.datasheet_peak_flops(cfg.device)
-    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    tokens = tokens_per_iter(cfg)
     print(f"model: {raw.get_num_params():,} parameters, activation {raw.config.activation}; "
-          f"tokens per iteration: {tokens_per_iter:,}; FLOPs per token: {raw.flops_per_token():.4g}")
+          f"tokens per iteration: {tokens:,}; FLOPs per token: {raw.flops_per_token():.4g}")
     print(f"measured peak: {peak / 1e9:,.1f} GFLOP/s ({cfg.dtype} matmul {n}x{n}, {1000 * seconds:.0f} ms)"
           + (f"; datasheet peak (bf16): {datasheet / 1e12:,.0f} TFLOP/s" if datasheet else ""))
     for name, r in results.items():
-        tokens_per_s = tokens_per_iter / statistics.median(r.times)
+        tokens_per_s = tokens / statistics.median(r.times)
         mfu = f"MFU {100 * raw.estimate_mfu(tokens_per_s, peak):.1f}% of measured peak"
         if datasheet:
             mfu += f", {100 * raw.estimate_mfu(tokens_per_s, datasheet):.1f}% of datasheet"
@@ -291,8 +292,8 @@ def bench_train(cfg, device_type):
 
 def bench_sample(cfg, device_type):
     """tokens/s of model.generate with and without the KV cache, from the same prompt and seed."""
-    model = train.build(cfg, device_type, train.dataset_dir(cfg.dataset))[0].eval()
-    ctx = train.autocast(cfg, device_type)
+    model = train.build(cfg, device_type)[0].eval()
+    ctx = autocast(cfg, device_type)
     rng = torch.Generator().manual_seed(cfg.seed)
     prompt = torch.randint(model.config.vocab_size, (1, cfg.prompt_len), generator=rng).to(cfg.device)
     outputs = {}
@@ -326,7 +327,7 @@ def bench_sample(cfg, device_type):
 
 def mlp_step(mlp, x, cfg, device_type):
     """step(): forward and backward of one MLP, input gradient included as inside the model."""
-    fn, ctx = compiled(mlp, cfg), train.autocast(cfg, device_type)
+    fn, ctx = compiled(mlp, cfg), autocast(cfg, device_type)
 
     def step():
         with ctx:
@@ -340,7 +341,7 @@ def mlp_step(mlp, x, cfg, device_type):
 
 def bench_mlp(cfg, device_type):
     """Our registry MLP with gelu against a hard-coded fc -> GELU -> proj of the same shape."""
-    mcfg = train.model_config(SimpleNamespace(**{**vars(cfg), "activation": "gelu", "dropout": 0.0}), 1)
+    mcfg = GPTConfig(n_embd=cfg.n_embd, n_head=cfg.n_head, bias=cfg.bias, activation="gelu")
     C = mcfg.n_embd
     torch.manual_seed(cfg.seed)
     ours = MLP(mcfg).to(cfg.device)
@@ -367,15 +368,15 @@ def bench_activations(cfg, device_type):
         entries.append((name, step, cfg.threads))
         n_params[name] = raw.get_num_params()
     results = measure(entries, device_type, cfg.warmup, cfg.iters, cfg.repeats)
-    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    tokens = tokens_per_iter(cfg)
     gelu = statistics.median(results["gelu"].times)
     print(f"{'activation':<11} {'gated':<5} {'parameters':>11}  {'ms/iter: median (min, max)':<32} "
           f"{'tokens/s':>10}  vs gelu")
-    for name, (_, gated) in ACTIVATIONS.items():
+    for name, activation in ACTIVATIONS.items():
         times = results[name].times
         median = statistics.median(times)
-        print(f"{name:<11} {'yes' if gated else 'no':<5} {n_params[name]:>11,}  {spread(times):<32} "
-              f"{tokens_per_iter / median:>10,.0f}  {median / gelu:.2f}x")
+        print(f"{name:<11} {'yes' if activation.gated else 'no':<5} {n_params[name]:>11,}  {spread(times):<32} "
+              f"{tokens / median:>10,.0f}  {median / gelu:.2f}x")
     bench_mlp(cfg, device_type)
 
 
@@ -417,9 +418,9 @@ def load_average():
 def main(argv):
     cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [train.__file__, __file__]))
     validate(cfg)
-    device_type = train.resolve_device(cfg)
+    device_type = resolve_device(cfg)
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
-    cfg.compile = cfg.compile and train.compile_works(cfg.device)  # as train.py: eager where compile fails
+    cfg.compile = cfg.compile and compile_works(cfg.device)  # as train.py: eager where compile fails
     print(f"bench {cfg.mode}: {cfg.device} ({device_name(cfg, device_type)}), {torch.get_num_threads()} threads, "
           f"{cfg.dtype}, compile={cfg.compile}, torch {torch.__version__}; load average {load_average()}")
     if cfg.mode in ("train", "activations"):

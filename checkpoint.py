@@ -2,59 +2,22 @@
 Checkpoints that survive crashes and load safely.
 
 Saving writes a temporary file in the target's directory, fsyncs it and renames it over the
-target, so a process killed mid-save leaves the previous checkpoint whole. Loading uses
+target (files.py), so a process killed mid-save leaves the previous checkpoint whole. Loading uses
 torch.load(weights_only=True): tensors and plain Python data only, never arbitrary objects.
 """
 
-import json
 import os
 import pickle
-import shutil
 import zipfile
 
 import torch
 
+import files
 from configurator import UserError
 from model import GPT, GPTConfig
 
-TMP_SUFFIX = ".tmp"
-
-
-def atomic_write(path, write):
-    """Call write(file) on a temporary file beside path, then move it into place."""
-    tmp = f"{path}.{os.getpid()}{TMP_SUFFIX}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
-
-
 def save(obj, path):
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def keep_copy(src, dst):
-    """Make dst an independent copy of the finished file src: a second file, not a link to the same
-    data, so that damage to one leaves the other to resume from."""
-    with open(src, "rb") as source:
-        atomic_write(dst, lambda f: shutil.copyfileobj(source, f, 2**24))
-
-
-def remove_stale_temporaries(out_dir):
-    """Delete temporary files a killed process left behind."""
-    for name in os.listdir(out_dir):
-        if name.endswith(TMP_SUFFIX):
-            os.remove(os.path.join(out_dir, name))
+    files.atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load(path):

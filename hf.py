@@ -12,12 +12,12 @@ linear layers as Conv1D, whose weight is (in, out): the transpose of nn.Linear's
 """
 
 import os
-import shutil
 from types import SimpleNamespace
 
 import torch
 
 import checkpoint
+import files
 from configurator import UserError, configure, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
 from tokenizer import EOT
@@ -39,6 +39,14 @@ CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 # GPT2Config settings our GPT has no knob for, each with the value our GPT always computes.
 FIXED = dict(scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False, layer_norm_epsilon=1e-5,
              tie_word_embeddings=True, add_cross_attention=False)
+
+
+def check_init_from(init_from, ours):
+    """A one-line error unless init_from is one of ours ('scratch', 'resume', ...), one of OpenAI's
+    GPT-2 names, or a folder (which load_pretrained checks when it reads it)."""
+    if init_from not in ours + tuple(GPT2_SHAPES) and not os.path.isdir(init_from):
+        raise UserError(f"init_from={init_from!r} is not valid; choose {', '.join(ours)}, one of "
+                        f"{', '.join(GPT2_SHAPES)}, or a folder holding a transformers GPT-2")
 
 
 def require_transformers():
@@ -88,8 +96,8 @@ def gpt_config(hf_config, source, activation=None, dropout=0.0):
     activation = activation or trained
     if activation not in ACTIVATIONS:
         raise UserError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
-    if ACTIVATIONS[activation][1]:
-        ungated = [name for name, (_, gated) in ACTIVATIONS.items() if not gated]
+    if ACTIVATIONS[activation].gated:
+        ungated = [name for name, a in ACTIVATIONS.items() if not a.gated]
         raise UserError(f"activation {activation!r} is gated: its c_fc has another shape than GPT-2's, so "
                         f"{source}'s weights cannot be grafted onto it; choose one of {', '.join(ungated)}")
     try:
@@ -145,16 +153,9 @@ def exported_weights(model, hf_state):
     return out
 
 
-def fsync_tree(path):
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                os.fsync(f.fileno())
-
-
 def export(model, out_dir):
     """Write model (a GPT, not torch.compile'd) as a transformers GPT-2 directory: config.json and
-    weights via save_pretrained, written beside out_dir and renamed into place when complete."""
+    weights via save_pretrained, written beside out_dir and renamed into place when complete (files.py)."""
     cfg = model.config
     if cfg.activation not in EXPORTABLE:
         raise UserError(f"cannot export activation {cfg.activation!r}: a GPT-2's MLP is a GELU, so only "
@@ -174,14 +175,7 @@ def export(model, out_dir):
     )
     hf_model = transformers.GPT2LMHeadModel(hf_config)
     hf_model.load_state_dict(exported_weights(model, hf_model.state_dict()))
-    tmp = f"{os.path.normpath(out_dir)}.{os.getpid()}{checkpoint.TMP_SUFFIX}"
-    try:
-        hf_model.save_pretrained(tmp)
-        fsync_tree(tmp)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    files.atomic_folder(out_dir, hf_model.save_pretrained)
 
 
 DEFAULTS = dict(

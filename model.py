@@ -8,7 +8,9 @@ entry of ACTIVATIONS, and that is the single place an activation is defined.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -29,19 +31,23 @@ def gelu_tanh(x):
     return F.gelu(x, approximate="tanh")
 
 
-# name -> (elementwise function, gated). F.gelu defaults to the exact erf form, which is
-# what nanoGPT's nn.GELU() computes. Gated entries compute act(x W) * (x V) (Shazeer 2020).
+class Activation(NamedTuple):
+    fn: Callable  # elementwise
+    gated: bool  # the MLP computes fn(x W) * (x V) (Shazeer 2020) instead of fn(x W)
+
+
+# F.gelu defaults to the exact erf form, which is what nanoGPT's nn.GELU() computes.
 ACTIVATIONS = {
-    "gelu": (F.gelu, False),
-    "gelu_tanh": (gelu_tanh, False),
-    "relu": (F.relu, False),
-    "relu2": (relu2, False),
-    "silu": (F.silu, False),
-    "none": (identity, False),
-    "swiglu": (F.silu, True),
-    "geglu": (F.gelu, True),
-    "reglu": (F.relu, True),
-    "bilinear": (identity, True),
+    "gelu": Activation(F.gelu, gated=False),
+    "gelu_tanh": Activation(gelu_tanh, gated=False),
+    "relu": Activation(F.relu, gated=False),
+    "relu2": Activation(relu2, gated=False),
+    "silu": Activation(F.silu, gated=False),
+    "none": Activation(identity, gated=False),
+    "swiglu": Activation(F.silu, gated=True),
+    "geglu": Activation(F.gelu, gated=True),
+    "reglu": Activation(F.relu, gated=True),
+    "bilinear": Activation(identity, gated=True),
 }
 
 

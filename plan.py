@@ -10,7 +10,8 @@ import platform
 
 import torch
 
-from model import GPT, mlp_hidden
+import runtime
+from model import ACTIVATIONS, GPT, mlp_hidden
 
 # Dense bf16 tensor-core peak from NVIDIA's datasheets (no sparsity), FLOP/s.
 DATASHEET_PEAK_FLOPS = {
@@ -52,7 +53,7 @@ def activation_bytes(cfg, model_cfg, dtype_bytes):
     Final layer: ln_f and lm_head inputs, and logits kept for the loss (low precision + fp32).
     """
     h, L, V = model_cfg.n_embd, model_cfg.n_layer, model_cfg.vocab_size
-    gated = model_cfg.activation in ("swiglu", "geglu", "reglu", "bilinear")
+    gated = ACTIVATIONS[model_cfg.activation].gated
     fc_width = mlp_hidden(h, gated, model_cfg.bias) * (2 if gated else 1)
     per_layer = 8 * h + (6 + 1) * dtype_bytes * h + 2 * dtype_bytes * fc_width
     if cfg.dropout > 0:
@@ -66,7 +67,7 @@ def plan(cfg, model_cfg, world_size):
     with torch.device("meta"):
         model = GPT(model_cfg)
     n_all, n_no_pos = model.get_num_params(non_embedding=False), model.get_num_params()
-    tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps
+    tokens_per_iter = runtime.tokens_per_iter(cfg)
     fpt = model.flops_per_token()
     low_precision = cfg.dtype in ("bfloat16", "float16") or cfg.dtype == "auto"
     dtype_bytes = 2 if low_precision else 4

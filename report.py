@@ -6,8 +6,7 @@ works on a fresh clone from the committed records). sweep.py calls write(); rege
 
 Writes results/NAME/report.md, runs.csv (raw per-run values) and loss.png. The comparison is paired:
 runs with the same seed share their initialisation and batches, so an activation's difference
-from the reference is taken seed by seed and tested with a paired t-test. The t distribution is
-computed here (no scipy): its CDF through the regularized incomplete beta function.
+from the reference is taken seed by seed and tested with a paired t-test (scipy.stats).
 """
 
 import csv
@@ -22,8 +21,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from scipy import stats  # noqa: E402
 
-import checkpoint  # noqa: E402
+import files  # noqa: E402
 from configurator import UserError  # noqa: E402
 
 ALPHA = 0.05
@@ -34,63 +34,6 @@ SHOWN = {"gelu": "GELU", "relu": "ReLU", "none": "'none'"}
 
 # ---------------------------------------------------------------------------------------------
 # Statistics
-
-def betainc(a, b, x):
-    """Regularized incomplete beta I_x(a, b), by its continued fraction (modified Lentz)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast only below this point
-        return 1.0 - betainc(b, a, 1.0 - x)
-    log_front = a * math.log(x) + b * math.log1p(-x) - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
-    tiny = 1e-300
-    f, c, d = tiny, tiny, 0.0
-    for j in range(1, 400):
-        # numerators: 1, then d_1, d_2, ... with d_2m = m(b-m)x / ((a+2m-1)(a+2m)) and
-        # d_2m+1 = -(a+m)(a+b+m)x / ((a+2m)(a+2m+1)); every denominator is 1.
-        if j == 1:
-            num = 1.0
-        elif j % 2 == 0:
-            m = (j - 2) // 2
-            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        else:
-            m = (j - 1) // 2
-            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + num / c
-        c = c if abs(c) > tiny else tiny
-        f *= c * d
-        if abs(c * d - 1.0) < 1e-15:
-            break
-    return math.exp(log_front) * f / a
-
-
-def t_two_sided_p(t, df):
-    """P(|T| >= |t|) for Student's t with df degrees of freedom."""
-    return betainc(df / 2, 0.5, df / (df + t * t))
-
-
-def t_cdf(t, df):
-    tail = 0.5 * t_two_sided_p(t, df)
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_quantile(p, df):
-    """The t with t_cdf(t, df) = p, by bisection (the CDF is increasing)."""
-    if not 0 < p < 1:
-        raise ValueError(f"p={p} must be in (0, 1)")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, 2 * hi
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return (lo + hi) / 2
-
 
 def mean_std(xs):
     """Mean and sample standard deviation (n-1); the std is nan for one value."""
@@ -104,23 +47,23 @@ def interval95(xs):
     if len(xs) < 2:
         return None
     m, s = mean_std(xs)
-    half = t_quantile(0.975, len(xs) - 1) * s / math.sqrt(len(xs))
+    half = stats.t.ppf(0.975, len(xs) - 1) * s / math.sqrt(len(xs))
     return m - half, m + half
 
 
 def paired_t(xs, ys):
-    """Paired t-test of xs - ys (two-sided); None for fewer than 2 pairs."""
+    """Paired t-test of xs - ys (two-sided) and the 95% interval of the mean difference; None for
+    fewer than 2 pairs."""
     d = [x - y for x, y in zip(xs, ys)]
     n = len(d)
     if n < 2:
         return None
     m, s = mean_std(d)
-    if s == 0:  # identical differences: no spread to test against
+    if s == 0:  # identical differences: no spread to test against (scipy would give nan)
         t, p = (math.copysign(math.inf, m), 0.0) if m else (0.0, 1.0)
     else:
-        t = m / (s / math.sqrt(n))
-        p = t_two_sided_p(t, n - 1)
-    half = t_quantile(0.975, n - 1) * s / math.sqrt(n)
+        t, p = (float(v) for v in stats.ttest_rel(xs, ys))
+    half = stats.t.ppf(0.975, n - 1) * s / math.sqrt(n)
     return SimpleNamespace(n=n, mean=m, sd=s, t=t, p=p, lo=m - half, hi=m + half)
 
 
@@ -353,7 +296,7 @@ def plot(panels, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    checkpoint.atomic_write(path, lambda f: f.write(buf.getvalue()))
+    files.atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def write_csv(records, sweep, path):
@@ -365,7 +308,7 @@ def write_csv(records, sweep, path):
         s = r.summary
         writer.writerow([r.run.name, r.run.activation, r.run.seed, *(r.run.axes[a] for a in sweep.grid),
                          s["best_val_loss"], s["final_val_loss"], s["n_params"], s["tokens_per_s"], s["wall_s"]])
-    checkpoint.atomic_write(path, lambda f: f.write(out.getvalue().encode()))
+    files.atomic_write(path, lambda f: f.write(out.getvalue().encode()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,7 +439,7 @@ def mlp_sections(groups):
 def write(sweep, runs, command):
     """Write report.md, runs.csv and loss.png; return the report's path and its verdict lines."""
     records, missing = load_records(runs)
-    out_dir = os.path.join(sweep.results_dir, sweep.name)
+    out_dir = os.path.join(sweep.out_dir, sweep.name)
     if not records:
         raise UserError(f"no complete runs under {os.path.join(out_dir, 'runs')}; run the sweep first")
     lines = header(sweep, records, missing, command)
@@ -513,5 +456,5 @@ def write(sweep, runs, command):
     write_csv(records, sweep, os.path.join(out_dir, "runs.csv"))
     plot(panels, os.path.join(out_dir, "loss.png"))
     path = os.path.join(out_dir, "report.md")
-    checkpoint.atomic_write(path, lambda f: f.write("\n".join(lines).encode()))
+    files.atomic_write(path, lambda f: f.write("\n".join(lines).encode()))
     return path, printed

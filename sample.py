@@ -12,9 +12,10 @@ from types import SimpleNamespace
 import torch
 
 import checkpoint
+import hf
 import tokenizer
 from configurator import UserError, configure, run_main
-from train import PRETRAINED, autocast, dataset_dir, resolve_device
+from runtime import autocast, dataset_dir, resolve_device
 
 DEFAULTS = dict(
     init_from="resume",  # 'resume' (from out_dir), 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', or a folder
@@ -58,9 +59,7 @@ def main(argv):
             raise UserError(f"{key}={getattr(cfg, key)} must be a positive integer (e.g. {example})")
     if not 0 <= cfg.seed < 2**63:
         raise UserError(f"seed={cfg.seed} must be >= 0 and below 2**63")
-    if cfg.init_from not in ("resume",) + PRETRAINED and not os.path.isdir(cfg.init_from):
-        raise UserError(f"init_from={cfg.init_from!r} is not valid; choose resume, one of {', '.join(PRETRAINED)}, "
-                        "or a folder holding a transformers GPT-2")
+    hf.check_init_from(cfg.init_from, ("resume",))
     device_type = resolve_device(cfg)
     torch.manual_seed(cfg.seed)
     if cfg.init_from == "resume":
@@ -68,8 +67,6 @@ def main(argv):
         model = checkpoint.build_model(ckpt)
         tok = checkpoint_tokenizer(ckpt, model)
     else:
-        import hf
-
         model, tok = hf.load_pretrained(cfg.init_from), tokenizer.Tokenizer()
         if model.config.vocab_size <= tokenizer.EOT:
             raise UserError(f"{cfg.init_from} has a {model.config.vocab_size}-token vocabulary, not GPT-2's BPE; "

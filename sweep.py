@@ -40,15 +40,16 @@ import sys
 import time
 from types import SimpleNamespace
 
-import checkpoint
+import files
 import report
+import runtime
 import train
 from configurator import UserError, configure, run_main
 from model import ACTIVATIONS
 from plan import cpu_name
 
 DEFAULTS = dict(
-    name="",  # the sweep's folder under results_dir, and its wandb group
+    name="",  # the sweep's folder under out_dir, and its wandb group
     base="",  # the train.py config file every run starts from
     activations=[],  # names from model.ACTIVATIONS
     reference="gelu",  # the activation every other one is compared with in the report
@@ -60,8 +61,8 @@ DEFAULTS = dict(
     threads=1,  # torch threads per training process; 0 keeps torch's default
     torchrun=0,  # processes per run under torchrun --standalone; 0 runs plain python
     wandb_log=False,  # one wandb group per sweep (its name), runs named like their folders
-    results_dir="results",  # the sweep writes results_dir/name: runs/, report.md, runs.csv, loss.png
-    compare_with="",  # another results_dir holding this sweep (the committed one): print each run's loss beside it
+    out_dir="results",  # the sweep writes out_dir/name: runs/, report.md, runs.csv, loss.png
+    compare_with="",  # another out_dir holding this sweep (the committed one): print each run's loss beside it
     report_only=False,  # rewrite the report from the existing runs and exit
 )
 
@@ -99,8 +100,8 @@ def validate(sweep):
     if sweep.confirm_seeds and len(sweep.grid.get(report.TUNED, ())) < 2:
         raise UserError(f"confirm_seeds={sweep.confirm_seeds!r} confirms a best learning rate, but the grid has "
                         "no learning_rate axis with 2 or more values")
-    if os.path.exists(sweep.results_dir) and not os.path.isdir(sweep.results_dir):
-        raise UserError(f"results_dir={sweep.results_dir!r} is a file; give a folder")
+    if os.path.exists(sweep.out_dir) and not os.path.isdir(sweep.out_dir):
+        raise UserError(f"out_dir={sweep.out_dir!r} is a file; give a folder")
     for key in ("parallel", "threads", "torchrun"):
         if getattr(sweep, key) < (1 if key == "parallel" else 0):
             raise UserError(f"{key}={getattr(sweep, key)} is out of range; see sweep.py's DEFAULTS")
@@ -157,7 +158,7 @@ def plan(sweep, seeds=None):
             for seed in seeds or sweep.seeds:
                 name = "-".join([activation, *parts, f"s{seed}"])
                 runs.append(SimpleNamespace(
-                    name=name, dir=os.path.join(sweep.results_dir, sweep.name, "runs", name),
+                    name=name, dir=os.path.join(sweep.out_dir, sweep.name, "runs", name),
                     activation=activation, seed=seed, axes=axes,
                     keys={**sweep.overrides, **keys, "activation": activation, "seed": seed},
                 ))
@@ -203,7 +204,7 @@ def check_runs(sweep, runs):
         try:
             cfg = SimpleNamespace(**configure(train.DEFAULTS, [sweep.base, *train_flags(sweep, run)]))
             train.validate(cfg)
-            train.validate_device(cfg)
+            runtime.validate_device(cfg)
         except UserError as e:
             raise UserError(f"run {run.name}: {e}") from None
         configs.append(cfg)
@@ -233,7 +234,7 @@ def hardware():
 def launch(sweep, run, host):
     os.makedirs(run.dir, exist_ok=True)
     # host.json says where the run's records were made; the report's header reads it.
-    checkpoint.write_json(os.path.join(run.dir, "host.json"), host)
+    files.write_json(os.path.join(run.dir, "host.json"), host)
     launcher = [sys.executable]
     if sweep.torchrun:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={sweep.torchrun}"]
@@ -297,10 +298,10 @@ def main(argv):
     failed = []
     if not sweep.report_only:
         for cfg in {cfg.dataset: cfg for cfg in check_runs(sweep, runs)}.values():
-            train.check_dataset(cfg)  # prepared, before anything is launched
+            runtime.check_dataset(cfg.dataset)  # prepared, before anything is launched
         # SIGINT/SIGTERM stop the sweep between polls: no new run starts, and the running ones are
         # asked to checkpoint and exit (see execute)
-        with train.StopRequest() as stop:
+        with runtime.StopRequest() as stop:
             failed = execute(sweep, runs, stop)
             if sweep.confirm_seeds and not stop.signum:
                 second = confirmations(sweep, runs)

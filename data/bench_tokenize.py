@@ -86,7 +86,7 @@ def run(corpus, work, num_proc):
     cache = os.path.join(work, f"hf-{num_proc}")
     env = {**os.environ, "HF_HOME": cache, "HF_DATASETS_CACHE": os.path.join(cache, "datasets"),
            "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, PREPARE, "--files", corpus, "--out", os.path.join(work, f"out-{num_proc}"),
+    cmd = [sys.executable, PREPARE, "--files", corpus, "--out_dir", os.path.join(work, f"out-{num_proc}"),
            "--num_proc", str(num_proc), "--cache_dir", os.path.join(cache, "datasets")]
     peaks = [0, 0]
     t0 = time.perf_counter()

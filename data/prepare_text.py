@@ -1,8 +1,8 @@
 """
 Turn your own text into train.bin / val.bin for train.py, char-level or GPT-2 BPE.
 
-    python data/prepare_text.py my_corpus.txt --out data/mytext                 # char-level
-    python data/prepare_text.py notes/ --out data/mynotes --tokenizer gpt2      # every .txt under notes/
+    python data/prepare_text.py my_corpus.txt --out_dir data/mytext                 # char-level
+    python data/prepare_text.py notes/ --out_dir data/mynotes --tokenizer gpt2      # every .txt under notes/
 
 then train with --dataset=mytext (a folder under data/) or --dataset=path/to/folder.
 The first (1 - val_fraction) of the text trains, the rest validates. Files are uint16 token ids;
@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import files  # noqa: E402
 import tokenizer  # noqa: E402
 from configurator import ArgumentParser, UserError, run_main  # noqa: E402
 
@@ -41,33 +42,14 @@ def read_inputs(paths):
 def check_out(path):
     """A one-line error unless path can be the output folder (existing or not)."""
     if not path:
-        raise UserError("--out is empty; give the output folder, e.g. data/mytext")
+        raise UserError("--out_dir is empty; give the output folder, e.g. data/mytext")
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise UserError(f"--out={path!r} cannot be a folder: {existing} is a file")
+        raise UserError(f"--out_dir={path!r} cannot be a folder: {existing} is a file")
     if not os.access(existing, os.W_OK):
-        raise UserError(f"--out={path!r} cannot be written: {existing} is not writable")
-
-
-def write_all(writers):
-    """Call each writer(path.tmp) for {path: writer}, then rename every .tmp to its path: all outputs or none."""
-    try:
-        results = {path: write(path + ".tmp") for path, write in writers.items()}
-    except BaseException:
-        for path in writers:
-            if os.path.exists(path + ".tmp"):
-                os.remove(path + ".tmp")
-        raise
-    for path in writers:
-        os.replace(path + ".tmp", path)
-    return results
-
-
-def save_bytes(data, path):
-    with open(path, "wb") as f:
-        f.write(data)
+        raise UserError(f"--out_dir={path!r} cannot be written: {existing} is not writable")
 
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -87,7 +69,7 @@ def fetch_shakespeare(folder):
             raise UserError(f"could not download {SHAKESPEARE_URL} ({e}); put the text at {path} and "
                             "run again") from None
         os.makedirs(folder, exist_ok=True)
-        write_all({path: lambda tmp: save_bytes(raw, tmp)})
+        files.write_bytes(path, raw)
     return tokenizer.read_text(path)
 
 
@@ -122,9 +104,9 @@ def prepare(text, out_dir, kind="char", val_fraction=0.1):
     writers = {os.path.join(out_dir, f"{s}.bin"): ids.tofile for s, ids in splits.items()}
     if chars is not None:
         vocab = tokenizer.vocab_json(chars).encode()
-        writers[os.path.join(out_dir, tokenizer.VOCAB_FILE)] = lambda tmp: save_bytes(vocab, tmp)
+        writers[os.path.join(out_dir, tokenizer.VOCAB_FILE)] = lambda f: f.write(vocab)
     os.makedirs(out_dir, exist_ok=True)
-    write_all(writers)
+    files.atomic_writes(writers)  # all of them or none
     tokenizer.remove_stale_vocabulary(out_dir, keep=tokenizer.VOCAB_FILE if chars is not None else None)
     counts = {s: len(ids) for s, ids in splits.items()}
     print(f"vocab size: {vocab_size:,}; train has {counts['train']:,} tokens; val has {counts['val']:,} tokens")
@@ -132,13 +114,14 @@ def prepare(text, out_dir, kind="char", val_fraction=0.1):
 
 
 def shakespeare_main(script_doc, here, kind):
-    """The command line of data/shakespeare*/prepare.py: --out DIR, by default the script's folder."""
+    """The command line of data/shakespeare*/prepare.py: --out_dir DIR, by default the script's folder."""
 
     def main(argv):
         p = ArgumentParser(description=script_doc.strip().splitlines()[0])
-        p.add_argument("--out", default=here, help="folder of input.txt and the outputs (default: beside the script)")
-        out = p.parse_args(argv).out
-        prepare(fetch_shakespeare(out), out, kind)
+        p.add_argument("--out_dir", "--out", default=here,
+                       help="folder of input.txt and the outputs (default: beside the script)")
+        out_dir = p.parse_args(argv).out_dir
+        prepare(fetch_shakespeare(out_dir), out_dir, kind)
 
     run_main(main)
 
@@ -146,11 +129,11 @@ def shakespeare_main(script_doc, here, kind):
 def main(argv):
     p = ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument("inputs", nargs="+", help="text files, or folders of .txt files")
-    p.add_argument("--out", required=True, help="output folder, e.g. data/mytext")
+    p.add_argument("--out_dir", "--out", required=True, help="output folder, e.g. data/mytext")
     p.add_argument("--tokenizer", default="char", help="char (default) or gpt2")
     p.add_argument("--val_fraction", type=float, default=0.1, help="the last fraction of the text, for val")
     args = p.parse_args(argv)
-    prepare(read_inputs(args.inputs), args.out, args.tokenizer, args.val_fraction)
+    prepare(read_inputs(args.inputs), args.out_dir, args.tokenizer, args.val_fraction)
 
 
 if __name__ == "__main__":

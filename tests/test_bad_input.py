@@ -32,7 +32,7 @@ def config_file(tmp, text, raw=None):
 def sweep_file(tmp, text):
     path = tmp / "sweep_bad.py"
     path.write_text(f"name = 'bad'\nbase = 'config/train_shakespeare_char_cpu.py'\nactivations = ['gelu']\n"
-                    f"overrides = dict(dataset={str(CHARS)!r})\nresults_dir = {str(tmp / 'results')!r}\n{text}")
+                    f"overrides = dict(dataset={str(CHARS)!r})\nout_dir = {str(tmp / 'results')!r}\n{text}")
     return str(path)
 
 
@@ -70,7 +70,7 @@ def short_dataset(tmp):
 
 def latin1(tmp):
     (tmp / "latin1.txt").write_bytes("caf\u00e9 cr\u00e8me\n".encode("latin-1"))
-    return ["data/prepare_text.py", str(tmp / "latin1.txt"), "--out", str(tmp / "out")]
+    return ["data/prepare_text.py", str(tmp / "latin1.txt"), "--out_dir", str(tmp / "out")]
 
 
 def dataset_with(tmp, name, content):
@@ -169,7 +169,7 @@ CASES = [
     ("n_embd not divisible by n_head, bench", lambda t, c: ["bench.py", *new_out(t), "--n_head=3"], {},
      "n_embd=32 is not divisible by n_head=3"),
     ("unknown checkpoint name", lambda t, c: ["train.py", *new_out(t), "--checkpoint=last.pt"], {},
-     "checkpoint='last.pt' is not valid; choose ckpt.pt or best.pt"),
+     "checkpoint='last.pt' is not valid; choose one of ckpt.pt, best.pt"),
     ("MPS asked for where there is none", lambda t, c: ["train.py", *new_out(t), "--device=mps"], {},
      "device='mps' but Apple's MPS is not available here"),
     ("non-UTF-8 prompt file", lambda t, c: ["sample.py", f"--out_dir={c}", "--device=cpu",
@@ -208,8 +208,8 @@ CASES = [
      {}, "holds a bare state_dict"),
     ("sweep with a negative seed", lambda t, c: ["sweep.py", sweep_file(t, "seeds = [-1]\n")], {},
      "run gelu-s-1: seed=-1 must be >= 0"),
-    ("sweep into a results_dir that is a file", lambda t, c: ["sweep.py", sweep_file(t, ""),
-                                                            f"--results_dir={c / 'summary.json'}"], {},
+    ("sweep into an out_dir that is a file", lambda t, c: ["sweep.py", sweep_file(t, ""),
+                                                            f"--out_dir={c / 'summary.json'}"], {},
      "summary.json' is a file; give a folder"),
     ("tokenizer benchmark of an empty corpus", lambda t, c: ["data/bench_tokenize.py", "--mb", "0"], {},
      "--mb=0.0 must be > 0"),

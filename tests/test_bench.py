@@ -55,7 +55,7 @@ def test_activations_mode_lists_every_registry_entry(char_dataset, tmp_path):
     medians = {name: float(row.match(line)[4]) for name, line in rows.items()}
     for name, line in rows.items():
         m = row.match(line)
-        gated = ACTIVATIONS[name][1]
+        gated = ACTIVATIONS[name].gated
         model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=vocab, bias=False,
                               activation=name))
         assert m[2] == ("yes" if gated else "no") and int(m[3].replace(",", "")) == model.get_num_params()

@@ -68,7 +68,7 @@ def corpus(tmp_path_factory):
 
 
 def prepare_owt(out, hf_env, *args):
-    r = run(OWT, *args, "--out", out, env=hf_env)
+    r = run(OWT, *args, "--out_dir", out, env=hf_env)
     assert r.returncode == 0, r.stderr
     return r
 
@@ -110,7 +110,7 @@ def test_the_arrow_cache_goes_where_it_is_told_not_under_home(corpus, tmp_path):
     folder, _ = corpus
     home = tmp_path / "home"
     env = {**OFFLINE, "HOME": str(home), "HF_HOME": str(home / ".cache" / "huggingface")}
-    r = run(OWT, "--files", folder / "docs.jsonl", "--out", tmp_path / "out", "--cache_dir", tmp_path / "cache",
+    r = run(OWT, "--files", folder / "docs.jsonl", "--out_dir", tmp_path / "out", "--cache_dir", tmp_path / "cache",
             "--num_proc", "1", env=env)
     assert r.returncode == 0, r.stderr
     cached = sum(p.stat().st_size for p in (tmp_path / "cache").rglob("*") if p.is_file())
@@ -130,7 +130,7 @@ def test_shakespeare_bpe_script_matches_tiktoken(enc, tmp_path):
     real = REPO / "data" / "shakespeare" / "input.txt"
     text = real.read_text(encoding="utf-8") if real.exists() else make_text()
     (tmp_path / "input.txt").write_text(text, encoding="utf-8")
-    r = run("data/shakespeare/prepare.py", "--out", tmp_path)
+    r = run("data/shakespeare/prepare.py", "--out", tmp_path)  # the older spelling still works
     assert r.returncode == 0, r.stderr
     cut = int(len(text) * 0.9)
     for split, part in (("train", text[:cut]), ("val", text[cut:])):
@@ -149,7 +149,7 @@ def test_prepare_text_char_round_trip_from_a_folder(tmp_path):
     (tmp_path / "in").mkdir()
     for i, text in enumerate(texts):
         (tmp_path / "in" / f"{i}.txt").write_text(text, encoding="utf-8")
-    r = run("data/prepare_text.py", tmp_path / "in", "--out", tmp_path / "out")
+    r = run("data/prepare_text.py", tmp_path / "in", "--out_dir", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     train, val = decode_char_dataset(tmp_path / "out")
     whole = "\n".join(texts)
@@ -216,7 +216,7 @@ def write(path, text):
     return path
 
 
-# (case, arguments before --out given the tmp folder and the corpus folder, extra environment, expected text)
+# (case, arguments before --out_dir given the tmp folder and the corpus folder, extra environment, expected text)
 BAD = [
     ("missing file", lambda t, c: [OWT, "--files", t / "nope.jsonl"], {}, "nope.jsonl' not found"),
     ("empty file", lambda t, c: [OWT, "--files", write(t / "empty.jsonl", "")], {}, "the corpus is empty"),
@@ -264,7 +264,7 @@ def test_bad_input_one_line_and_outputs_untouched(case, args, env, expected, cor
         (out / "input.txt").mkdir()
     before = snapshot(out)
     env = {k: v.format(tmp=tmp_path) for k, v in {**hf_env, **env}.items()}
-    r = run(*args(tmp_path, corpus[0]), "--out", out, env=env, timeout=120)
+    r = run(*args(tmp_path, corpus[0]), "--out_dir", out, env=env, timeout=120)
     assert r.returncode != 0
     line = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
     assert line.startswith("error: ") and expected in line, r.stderr

@@ -16,23 +16,29 @@ import torch
 from conftest import read_metrics, run, tiny
 
 import checkpoint
+import runtime
 import train
 from model import ACTIVATIONS
 
-UNGATED = [name for name, (_, gated) in ACTIVATIONS.items() if not gated]
+UNGATED = [name for name, a in ACTIVATIONS.items() if not a.gated]
 SINGLE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)
 
 
 def config(dataset, tmp_path, **overrides):
     cfg = SimpleNamespace(**train.configure(train.DEFAULTS, tiny(tmp_path, dataset, **overrides)))
     train.validate(cfg)
-    train.resolve_device(cfg)
+    runtime.resolve_device(cfg)
     return cfg
 
 
 def build(cfg):
-    model, optimizer, scaler, _, _ = train.build(cfg, "cpu", str(cfg.dataset))
-    return model, optimizer, scaler, train.Batches(str(cfg.dataset), cfg, "cpu", model.config.vocab_size)
+    model, optimizer, scaler, _ = train.build(cfg, "cpu")
+    return model, optimizer, scaler, runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu",
+                                                     model.config.vocab_size)
+
+
+def step(model, optimizer, scaler, batches, cfg):
+    return train.Step(model, optimizer, scaler, batches, cfg, SINGLE, runtime.autocast(cfg, "cpu"))
 
 
 class Recorder(torch.nn.Module):
@@ -59,12 +65,12 @@ def test_every_ungated_activation_starts_from_the_same_weights(char_dataset, tmp
 
 
 def trained_on(dataset, tmp_path, iterations, **overrides):
-    """The (x, y) batches train.train_step feeds the model at each of the given iterations."""
+    """The (x, y) batches train.py's Step feeds the model at each of the given iterations."""
     cfg = config(dataset, tmp_path, gradient_accumulation_steps=3, **overrides)
     model, optimizer, scaler, batches = build(cfg)
     recorder = Recorder(model)
     for it in iterations:
-        train.train_step(recorder, optimizer, scaler, batches, cfg, SINGLE, train.autocast(cfg, "cpu"), it)
+        step(recorder, optimizer, scaler, batches, cfg).backward(it)
         optimizer.zero_grad(set_to_none=True)
     return recorder.seen
 
@@ -85,7 +91,7 @@ def evaluated_on(dataset, tmp_path, **overrides):
     cfg = config(dataset, tmp_path, **overrides)
     model, _, _, batches = build(cfg)
     recorder = Recorder(model)
-    losses = train.evaluate(recorder, batches, cfg, train.autocast(cfg, "cpu"))
+    losses = train.evaluate(recorder, batches, cfg.eval_iters, runtime.autocast(cfg, "cpu"))
     return recorder.seen, losses
 
 
@@ -114,7 +120,7 @@ def test_learning_rate_of_every_iteration_follows_the_schedule(char_dataset, tmp
     cfg = config(char_dataset, tmp_path, learning_rate=lr, warmup_iters=warmup, lr_decay_iters=decay, min_lr=floor)
     model, optimizer, scaler, batches = build(cfg)
     for it in range(25):
-        train.train_step(model, optimizer, scaler, batches, cfg, SINGLE, train.autocast(cfg, "cpu"), it)
+        step(model, optimizer, scaler, batches, cfg).backward(it)
         optimizer.zero_grad(set_to_none=True)
         applied = [group["lr"] for group in optimizer.param_groups]
         assert applied == [pytest.approx(scheduled_lr(it, lr, warmup, decay, floor), rel=1e-12)] * 2, it
@@ -135,7 +141,7 @@ def test_learning_rate_of_every_iteration_follows_the_schedule(char_dataset, tmp
 def test_gradients_are_clipped_to_grad_clip(clip, char_dataset, tmp_path):
     cfg = config(char_dataset, tmp_path, grad_clip=clip)
     model, optimizer, scaler, batches = build(cfg)
-    _, norm = train.train_step(model, optimizer, scaler, batches, cfg, SINGLE, train.autocast(cfg, "cpu"), 0)
+    _, norm = step(model, optimizer, scaler, batches, cfg).backward(0)
     after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
     assert norm > 0.1  # the norm before clipping, as train_step returns it
     if clip:

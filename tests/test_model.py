@@ -87,7 +87,7 @@ def test_every_activation_trains(name, bias):
 def test_mlp_parameter_count_follows_the_formula(name, bias, d):
     mlp = MLP(GPTConfig(**{**SMALL, "n_embd": d, "n_head": 4}, bias=bias, activation=name))
     count = sum(p.numel() for p in mlp.parameters())
-    gated = ACTIVATIONS[name][1]
+    gated = ACTIVATIONS[name].gated
     h = mlp_hidden(d, gated, bias)
     expected = (3 if gated else 2) * d * h + ((2 if gated else 1) * h + d if bias else 0)
     assert count == expected

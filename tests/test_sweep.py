@@ -21,7 +21,9 @@ from types import SimpleNamespace
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+from scipy import stats
 
 import report
 import sweep
@@ -34,7 +36,7 @@ TINY = dict(max_iters=4, eval_interval=2, eval_iters=2, log_interval=1, n_layer=
 
 
 def write_sweep(tmp, dataset, **keys):
-    keys = {"name": "tiny", "base": BASE, "results_dir": str(tmp / "results"), "threads": 1, **keys}
+    keys = {"name": "tiny", "base": BASE, "out_dir": str(tmp / "results"), "threads": 1, **keys}
     keys["overrides"] = {**TINY, "dataset": str(dataset), **keys.get("overrides", {})}
     path = tmp / f"sweep_{keys['name']}.py"
     path.write_text("".join(f"{k} = {v!r}\n" for k, v in keys.items()))
@@ -146,7 +148,7 @@ def test_report_agrees_with_run_records(tiny):
     assert image.shape == (400, 1200, 3)
     for color in ("C0", "C1"):
         drawn = (abs(image - matplotlib.colors.to_rgb(color)).sum(-1) < 0.05).sum(0) > 0
-        assert drawn[:600].sum() > 100 and drawn[600:].sum() > 100, color  # columns the curve crosses
+        assert drawn[:600].sum() > 20 and drawn[600:].sum() > 20, color  # columns the curve crosses
 
 
 def test_report_only_rewrites_the_same_report(tiny):
@@ -233,14 +235,14 @@ def test_entry_point_prints_user_errors(tmp_path):
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "config", "sweep_*.py"))))
 def test_sweep_files_resolve(path, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # base paths are relative to the repository root
-    s = sweep.load_sweep([path, f"--results_dir={str(tmp_path)!r}"])
+    s = sweep.load_sweep([path, f"--out_dir={str(tmp_path)!r}"])
     if not os.path.isfile(s.base):
         pytest.skip(f"{s.base} is not in the repository yet")
     sweep.check_runs(s, sweep.plan(s))
 
 
 def test_run_names():
-    s = SimpleNamespace(name="x", results_dir="r", activations=["gelu"], seeds=[1], overrides={},
+    s = SimpleNamespace(name="x", out_dir="r", activations=["gelu"], seeds=[1], overrides={},
                         grid={"size": {"small": dict(n_embd=64)}, "learning_rate": [1e-3, 3e-4]})
     runs = sweep.plan(s)
     assert [r.name for r in runs] == ["gelu-small-lr1e-3-s1", "gelu-small-lr3e-4-s1"]
@@ -251,22 +253,22 @@ def test_run_names():
 
 # Statistics, against values computed by hand.
 
-def test_incomplete_beta_closed_forms():
-    for x in (0.1, 0.5, 0.93):
-        assert report.betainc(1, 1, x) == pytest.approx(x, abs=1e-12)
-        assert report.betainc(3, 1, x) == pytest.approx(x**3, abs=1e-12)
-        assert report.betainc(1, 4, x) == pytest.approx(1 - (1 - x) ** 4, abs=1e-12)
-
-
-def test_t_distribution():
-    for t in (-3.0, -0.5, 0.0, 1.0, 7.5):
-        assert report.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)  # Cauchy
-        assert report.t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(t * t + 2)), abs=1e-12)
-    # t(0.975, df) from a printed table
+def test_interval_and_paired_test_agree_with_scipy_and_printed_tables():
+    xs = [1.7213, 1.7282, 1.7333, 1.7190]
+    ys = [1.7099, 1.7315, 1.7385, 1.7001]
+    lo, hi = report.interval95(xs)
+    expected = stats.t.interval(0.95, len(xs) - 1, loc=np.mean(xs), scale=stats.sem(xs))
+    assert (lo, hi) == (pytest.approx(expected[0], abs=1e-12), pytest.approx(expected[1], abs=1e-12))
+    test, theirs = report.paired_t(xs, ys), stats.ttest_rel(xs, ys)
+    assert test.t == pytest.approx(theirs.statistic, rel=1e-12) and test.p == pytest.approx(theirs.pvalue, rel=1e-12)
+    ci = theirs.confidence_interval(0.95)
+    assert (test.lo, test.hi) == (pytest.approx(ci.low, abs=1e-12), pytest.approx(ci.high, abs=1e-12))
+    # t(0.975, df) from a printed table, through the interval of two values with sample sd 1/sqrt(2)
     for df, q in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)):
-        assert report.t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
-    assert report.t_quantile(0.025, 4) == pytest.approx(-2.7764, abs=1e-4)
-    assert report.t_two_sided_p(2.7764451, 4) == pytest.approx(0.05, abs=1e-6)
+        values = [0.0] * df + [1.0]  # n = df + 1 values
+        m, sd = report.mean_std(values)
+        lo, hi = report.interval95(values)
+        assert (hi - lo) / 2 / (sd / math.sqrt(df + 1)) == pytest.approx(q, abs=1e-4)
 
 
 def test_mean_std_interval():

@@ -3,7 +3,7 @@ OpenWebText, or any corpus of documents, with GPT-2's BPE: train.bin and val.bin
 
     python data/openwebtext/prepare.py                                   # OpenWebText, from the Hugging Face Hub
     python data/openwebtext/prepare.py --dataset NAME --config CONFIG    # another dataset on the Hub
-    python data/openwebtext/prepare.py --files docs/ --out data/mydocs   # local .txt/.jsonl/.parquet, offline too
+    python data/openwebtext/prepare.py --files docs/ --out_dir data/mydocs   # local .txt/.jsonl/.parquet, offline too
 
 Every document is encoded with encode_ordinary and followed by <|endoftext|> (50256), so the model
 sees where one document ends and the next begins. A few documents (--val_size, at least one) are held
@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), os.path.dirname(HERE)]
+import files  # noqa: E402
 import tokenizer  # noqa: E402
 from configurator import ArgumentParser, UserError, run_main  # noqa: E402
-from prepare_text import check_out, write_all  # noqa: E402
+from prepare_text import check_out  # noqa: E402
 
 # datasets' own builder for each kind of local file; a .txt file is one document
 BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -152,24 +153,25 @@ def column_numpy(ds, column):
     return ds.with_format("arrow")[:][column].to_numpy()
 
 
-def write_split(ds, path):
-    """Write the token ids of ds's documents, in order, to path as uint16, one shard at a time; return the count."""
+def write_split(ds, f):
+    """Write the token ids of ds's documents, in order, to the open file f as uint16, one shard at a
+    time; return the count."""
     import pyarrow.compute as pc
 
     starts = np.concatenate([[0], np.cumsum(column_numpy(ds, "len"))])  # each document's first token
     total = int(starts[-1])
     # Shards end at document boundaries, each about SHARD_TOKENS long.
     bounds = np.unique(np.append(np.searchsorted(starts, np.arange(0, total, SHARD_TOKENS)), len(ds)))
-    with open(path, "wb") as f:
-        f.truncate(2 * total)  # sized up front: each shard fills its own window
-    with tqdm(total=total, unit="tok", unit_scale=True, desc=f"writing {os.path.basename(path)}") as bar:
+    f.truncate(2 * total)  # sized up front: each shard fills its own window
+    f.flush()
+    with tqdm(total=total, unit="tok", unit_scale=True, desc=f"writing {os.path.basename(f.name)}") as bar:
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             ids = pc.list_flatten(ds.with_format("arrow")[a:b]["ids"]).to_numpy()
             if ids.max() >= 2**16:
                 raise UserError(f"token id {ids.max()} does not fit uint16 (max 65535); this script writes "
                                 "GPT-2 BPE ids, which all fit")
             # A window per shard, unmapped after it, so written pages do not pile up in this process.
-            window = np.memmap(path, dtype=np.uint16, mode="r+", offset=2 * int(starts[a]), shape=(len(ids),))
+            window = np.memmap(f.name, dtype=np.uint16, mode="r+", offset=2 * int(starts[a]), shape=(len(ids),))
             window[:] = ids
             window.flush()
             del window
@@ -181,7 +183,7 @@ def write_outputs(splits, out_dir):
     """Write train.bin and val.bin, both or neither; return their token counts."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, f"{name}.bin") for name in splits}
-    counts = write_all({paths[name]: functools.partial(write_split, ds) for name, ds in splits.items()})
+    counts = files.atomic_writes({paths[name]: functools.partial(write_split, ds) for name, ds in splits.items()})
     tokenizer.remove_stale_vocabulary(out_dir)
     return {name: counts[path] for name, path in paths.items()}
 
@@ -194,7 +196,7 @@ def prepare(args):
         raise UserError(f"--num_proc={args.num_proc} must be at least 1")
     if args.seed < 0:
         raise UserError(f"--seed={args.seed} must be >= 0")
-    check_out(args.out)
+    check_out(args.out_dir)
     if args.files and args.dataset:
         raise UserError(f"--dataset={args.dataset} and --files both name a corpus; give one of them")
     tokenizer.gpt2_encoding()  # fail now, before any download, if GPT-2's ranks cannot be had
@@ -212,11 +214,11 @@ def prepare(args):
     text_bytes = {name: int(column_numpy(part, "bytes").sum()) for name, part in splits.items()}
     if sum(text_bytes.values()) == 0:
         raise UserError(f"every document in {source} is empty; the corpus is empty")
-    counts = write_outputs(splits, args.out)
+    counts = write_outputs(splits, args.out_dir)
     summary = {name: (len(part), counts[name], text_bytes[name]) for name, part in splits.items()}
     for name, (docs, tokens, nbytes) in summary.items():
         print(f"{name}: {docs:,} document{'s' * (docs != 1)}, {tokens:,} tokens, {nbytes:,} bytes of text "
-              f"-> {os.path.join(args.out, name + '.bin')}")
+              f"-> {os.path.join(args.out_dir, name + '.bin')}")
     if cache_dir:
         print(f"datasets' Arrow cache of this corpus: {folder_bytes(cache_dir) / 2**20:,.0f} MiB in {cache_dir} "
               "(a second run over the same files reuses it; delete it when done)")
@@ -244,7 +246,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=2357, help="seed of the train/val split")
     p.add_argument("--num_proc", type=int, default=usable_cpus(), help="processes for loading and tokenizing "
                                                                     "(default: the CPUs this process may use)")
-    p.add_argument("--out", default=HERE, help="output folder (default: beside this script)")
+    p.add_argument("--out_dir", "--out", default=HERE, help="output folder (default: beside this script)")
     p.add_argument("--cache_dir", default=None, help="datasets' Arrow cache (default for --files: $HF_DATASETS_CACHE "
                                                      "if set, else data/hf_cache; for the Hub: the Hugging Face cache)")
     return p.parse_args(argv)

@@ -4,7 +4,7 @@ Uses input.txt here when present, else downloads it. The first 90% of the text t
 validates: 301,966 and 36,059 tokens. Offline, GPT-2's ranks must be in TIKTOKEN_CACHE_DIR (see README).
 
     python data/shakespeare/prepare.py              # then: python train.py config/train_shakespeare_bpe.py
-    python data/shakespeare/prepare.py --out DIR    # input.txt and outputs in DIR instead
+    python data/shakespeare/prepare.py --out_dir DIR    # input.txt and outputs in DIR instead
 """
 
 import os

@@ -4,7 +4,7 @@ id order) beside this file. Uses input.txt here when present, else downloads it.
 text trains, the rest validates: 65 symbols, 1,003,854 and 111,540 tokens.
 
     python data/shakespeare_char/prepare.py              # then: python train.py config/train_shakespeare_char_cpu.py
-    python data/shakespeare_char/prepare.py --out DIR    # input.txt and outputs in DIR instead
+    python data/shakespeare_char/prepare.py --out_dir DIR    # input.txt and outputs in DIR instead
 """
 
 import os
