@@ -8,8 +8,10 @@ Each check runs the project's own scripts as a user would, in subprocesses, on t
              the run that was never stopped
   gpu->cpu   the GPU checkpoint continued for a few iterations on the CPU, and sampled there
   torchrun   every visible GPU (nccl) against one process doing the same global batch
+  fsdp       the same over every GPU with FSDP2 and activation checkpointing, against DDP
   kv cache   sampling with and without the KV cache gives identical tokens
   bench      bench.py on GPT-2 124M at batch 12 x 1024, compiled bf16: ms/iter, tokens/s, MFU
+  memory     the dry run's memory estimate for that 124M run beside its measured peak
   plan       the GPT-2 XL dry run
 
 It prints a PASS/FAIL table and writes it, with every command and the tail of its output, to
@@ -148,6 +150,44 @@ class Checks:
         return worst <= DDP_RTOL, f"{n} ranks ({backend}) vs 1 process, {len(a)} losses: largest relative " \
                                   f"difference {worst:.1e} (tolerance {DDP_RTOL:g})"
 
+    def fsdp(self):
+        """FSDP over every GPU against DDP over every GPU (the torchrun check's run), same batches."""
+        n = gpu_count() if self.gpu else 2
+        same = dict(max_iters=20, lr_decay_iters=20, eval_interval=10, eval_iters=5, log_interval=1,
+                    gradient_accumulation_steps=2 * n, dtype="float32", matmul_precision="highest", compile=False)
+        if not os.path.exists(os.path.join(self.out, "ddp", "metrics.jsonl")):
+            return False, "no DDP run from the torchrun check"
+        r = self.sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "train.py",
+                    *self.train_args("fsdp", **same, fsdp=True, activation_checkpointing=True))
+        if r.returncode:
+            return False, f"torchrun with fsdp=True exited {r.returncode}"
+        a, b = losses(os.path.join(self.out, "ddp")), losses(os.path.join(self.out, "fsdp"))
+        worst = max(abs(a[k] - b[k]) / abs(a[k]) for k in a)
+        return worst <= DDP_RTOL, f"{n} ranks, FSDP with activation checkpointing vs DDP, {len(a)} losses: " \
+                                  f"largest relative difference {worst:.1e} (tolerance {DDP_RTOL:g})"
+
+    def memory(self):
+        """The plan's estimate of a run's GPU memory beside what the run held at most."""
+        if self.cfg.smoke:
+            args = [CHAR, *flags(**TINY, device=self.cfg.device, compile=False)]
+        else:
+            prepared = self.prepare("shakespeare")
+            if prepared:
+                return False, prepared
+            args = ["config/gpt2_124m_gelu.py", *flags(dataset="shakespeare", gradient_accumulation_steps=1,
+                                                        device=self.cfg.device, compile=False)]
+        args += flags(max_iters=5, eval_interval=5, eval_iters=1, log_interval=1, out_dir=os.path.join(self.out, "mem"))
+        planned = self.sh("train.py", *args, "--dry_run=True", "--world_size=1")
+        estimate = re.search(r"this run \(DDP\): ([\d.]+) GiB per GPU", planned.stdout)
+        r = self.sh("train.py", *args, "--wandb_log=False")
+        if planned.returncode or r.returncode or not estimate:
+            return False, f"the dry run exited {planned.returncode}, the run {r.returncode}"
+        with open(os.path.join(self.out, "mem", "summary.json")) as f:
+            measured = json.load(f)["max_memory_gib"]
+        if measured is None:
+            return True, f"planned {estimate[1]} GiB; nothing to measure on a CPU"
+        return True, f"planned {estimate[1]} GiB, measured {measured:.2f} GiB (torch.cuda.max_memory_allocated, eager)"
+
     def kv_cache(self):
         src = os.path.join(self.out, "train")
         if not os.path.exists(os.path.join(src, "ckpt.pt")):
@@ -177,12 +217,13 @@ class Checks:
         return True, f"{ours[1]} ms/iter, {ours[2]} tokens/s, {ours[3]}"
 
     def plan(self):
-        r = self.sh("train.py", "config/gpt2_xl_gelu.py", "--dry_run=True")
+        r = self.sh("train.py", "config/gpt2_xl_gelu.py", "--dry_run=True", "--world_size=8", "--gpu_memory_gb=40")
         params = re.search(r"parameters: ([\d,]+)", r.stdout)
-        total = re.search(r"total\s+([\d.]+) GiB", r.stdout)
-        ok = r.returncode == 0 and params and total
-        return bool(ok), f"{params[1]} parameters, {total[1]} GiB per GPU under DDP" if ok else \
-            f"dry run exited {r.returncode}"
+        ours = re.search(r"this run \(DDP\): ([\d.]+) GiB per GPU", r.stdout)
+        cheapest = re.search(r"the cheapest that fits: (.*)", r.stdout)
+        if r.returncode or not (params and ours and cheapest):
+            return False, f"dry run exited {r.returncode}"
+        return True, f"GPT-2 XL, {params[1]} parameters: {ours[1]} GiB per GPU under DDP; on 8 x 40 GB: {cheapest[1]}"
 
     def prepare(self, dataset):
         """None once data/DATASET is prepared, else why it could not be."""
@@ -193,7 +234,8 @@ class Checks:
 
 
 CHECKS = {"train": Checks.train, "resume": Checks.resume, "gpu->cpu": Checks.gpu_to_cpu,
-          "torchrun": Checks.torchrun, "kv cache": Checks.kv_cache, "bench": Checks.bench, "plan": Checks.plan}
+          "torchrun": Checks.torchrun, "fsdp": Checks.fsdp, "kv cache": Checks.kv_cache, "bench": Checks.bench,
+          "memory": Checks.memory, "plan": Checks.plan}
 
 
 def gpu_count():

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 def identity(x):
@@ -190,6 +191,9 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
         self.apply(self._init_weights)
+        # Recompute each block's activations in backward instead of keeping them (train.py sets it):
+        # memory for one block's activations instead of all, for about a third more compute.
+        self.activation_checkpointing = False
         # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2 n_layer),
         # since each layer adds two of them (attention and MLP) to the stream.
         for name, p in self.named_parameters():
@@ -218,7 +222,10 @@ class GPT(nn.Module):
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
-            x = block(x, cache)
+            if self.activation_checkpointing and self.training:
+                x = checkpoint(block, x, use_reentrant=False)  # dropout masks are replayed as they were
+            else:
+                x = block(x, cache)
         x = self.transformer.ln_f(x)
         if cache is not None:
             cache.pos += T

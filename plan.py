@@ -43,14 +43,16 @@ def datasheet_peak_flops(device):
     return next((peak for key, peak in DATASHEET_PEAK_FLOPS.items() if key in name), None)
 
 
-def activation_bytes(cfg, model_cfg, dtype_bytes):
-    """Estimated bytes of activations kept for backward, per token, without recomputation.
+def activation_bytes(cfg, model_cfg, dtype_bytes, checkpointed=False):
+    """Estimated bytes of activations kept for backward, per token.
 
     Per layer, from the tensors autograd saves: the fp32 residual stream entering both
     LayerNorms (2 x 4h), the low-precision inputs of c_attn, attention's q, k, v and output,
     and c_proj (2h each, 6 tensors: 12h), plus the MLP's c_fc input (2h) and its c_fc output
     and activation output (2 x fc_width). Attention through SDPA stores no T x T scores.
     Final layer: ln_f and lm_head inputs, and logits kept for the loss (low precision + fp32).
+    With activation checkpointing each layer keeps only its fp32 input (4h), and one layer's
+    activations exist at a time, while it is recomputed.
     """
     h, L, V = model_cfg.n_embd, model_cfg.n_layer, model_cfg.vocab_size
     gated = ACTIVATIONS[model_cfg.activation].gated
@@ -59,11 +61,44 @@ def activation_bytes(cfg, model_cfg, dtype_bytes):
     if cfg.dropout > 0:
         per_layer += 2 * h  # one byte per element for each of the two residual dropout masks
     final = 4 * h + dtype_bytes * h + (dtype_bytes + 4) * V
-    return L * per_layer + final
+    return (L * 4 * h + per_layer if checkpointed else L * per_layer) + final
+
+
+# How a run may spread over its GPUs, cheapest first: sharding costs communication (gathering each
+# block's weights in forward and backward, which NVLink mostly hides), recomputing activations
+# about a third more compute. (label, flags, fsdp, activation checkpointing)
+STRATEGIES = [
+    ("DDP", "", False, False),
+    ("FSDP", "--fsdp=True", True, False),
+    ("DDP+ckpt", "--activation_checkpointing=True", False, True),
+    ("FSDP+ckpt", "--fsdp=True --activation_checkpointing=True", True, True),
+]
+
+
+def memory(cfg, model, world_size, fsdp, checkpointed, dtype_bytes):
+    """Bytes per GPU of each part of a training run's memory under a strategy."""
+    n, L = model.get_num_params(non_embedding=False), model.config.n_layer
+    per_block = sum(p.numel() for p in model.transformer.h[0].parameters())
+    micro_steps = cfg.gradient_accumulation_steps // world_size
+    shards = world_size if fsdp else 1
+    low = dtype_bytes < 4
+    if fsdp:  # the root's weights and two blocks' (one computing, one prefetched) gathered at a time
+        gathered = dtype_bytes * (n - L * per_block + 2 * per_block)
+    else:  # autocast keeps a low-precision copy of each weight for the forward pass
+        gathered = dtype_bytes * n if low else 0
+    return {
+        "weights fp32": 4 * n / shards,
+        # FSDP sums the gradients of the micro-steps that skip the reduce-scatter unsharded, in fp32
+        "gradients fp32": 4 * n / shards + (4 * n if fsdp and micro_steps > 1 else 0),
+        "AdamW moments": 8 * n / shards,
+        "low-precision weights": gathered,
+        "activations": activation_bytes(cfg, model.config, dtype_bytes, checkpointed) * cfg.batch_size * cfg.block_size,
+    }
 
 
 def plan(cfg, model_cfg, world_size):
-    """Print the plan of a run; return the estimated GiB per GPU."""
+    """Print the plan of a run; return the estimated GiB per GPU of the run as configured."""
+    world_size = cfg.world_size or world_size
     with torch.device("meta"):
         model = GPT(model_cfg)
     n_all, n_no_pos = model.get_num_params(non_embedding=False), model.get_num_params()
@@ -71,18 +106,7 @@ def plan(cfg, model_cfg, world_size):
     fpt = model.flops_per_token()
     low_precision = cfg.dtype in ("bfloat16", "float16") or cfg.dtype == "auto"
     dtype_bytes = 2 if low_precision else 4
-    gib = 2**30
-    tokens = cfg.batch_size * cfg.block_size
-    weights = 4 * n_all
-    # autocast keeps a low-precision copy of each weight for the forward pass
-    cast = dtype_bytes * n_all if low_precision else 0
-    if cfg.eval_only:  # no gradients or optimizer; of the activations only the logits stay at once
-        grads = adam = 0
-        acts = (dtype_bytes + 4) * model_cfg.vocab_size * tokens
-    else:
-        grads, adam = 4 * n_all, 8 * n_all
-        acts = activation_bytes(cfg, model_cfg, dtype_bytes) * tokens
-    total = weights + grads + adam + cast + acts
+    gib, budget = 2**30, 0.9 * cfg.gpu_memory_gb * 2**30
     divisors = [w for w in (1, 2, 4, 8, 16, 32, 64, 128) if cfg.gradient_accumulation_steps % w == 0]
     lines = [
         f"model: {model_cfg.n_layer} layers, {model_cfg.n_head} heads, {model_cfg.n_embd} dims, "
@@ -92,24 +116,40 @@ def plan(cfg, model_cfg, world_size):
         f"tokens per iteration: {tokens_per_iter:,} = batch_size {cfg.batch_size} x block_size "
         f"{cfg.block_size} x gradient_accumulation_steps {cfg.gradient_accumulation_steps} "
         "(the same at any world size)",
-        f"world size {world_size}: {cfg.gradient_accumulation_steps // max(1, world_size)} micro-steps per rank "
+        f"world size {world_size}: {cfg.gradient_accumulation_steps // world_size} micro-steps per rank "
         f"per iteration; world sizes that divide the accumulation steps: {divisors}",
         f"iterations: {cfg.max_iters:,}; total tokens: {cfg.max_iters * tokens_per_iter:,} "
         f"({cfg.max_iters * tokens_per_iter / 1e9:.2f}B); total FLOPs: {fpt * cfg.max_iters * tokens_per_iter:.3g}",
-        f"memory per GPU {'(evaluation only)' if cfg.eval_only else 'under DDP'} "
-        f"({'bf16/fp16 autocast' if low_precision else 'fp32'}, fp32 master weights):",
-        f"  weights fp32           {weights / gib:8.2f} GiB (exact)",
-        f"  gradients fp32         {grads / gib:8.2f} GiB (exact; DDP buckets share them)",
-        f"  AdamW moments          {adam / gib:8.2f} GiB (exact)",
-        f"  autocast weight copies {cast / gib:8.2f} GiB (exact)",
-        f"  activations            {acts / gib:8.2f} GiB (estimate, micro-batch {cfg.batch_size} x {cfg.block_size})",
-        f"  total                  {total / gib:8.2f} GiB (estimate; plus the CUDA context and allocator slack)",
     ]
-    fits = total <= 0.9 * cfg.gpu_memory_gb * gib
-    verdict = "fits" if fits else "does NOT fit"
-    lines.append(
-        f"{verdict} a {cfg.gpu_memory_gb:g} GiB GPU (keeping 10% headroom)"
-        + ("" if fits else "; lower batch_size (raising gradient_accumulation_steps) or use bigger GPUs")
-    )
+    if cfg.eval_only:  # no gradients or optimizer; of the activations only the logits stay at once
+        total = (4 + (dtype_bytes if low_precision else 0)) * n_all + \
+            (dtype_bytes + 4) * model_cfg.vocab_size * cfg.batch_size * cfg.block_size
+        lines.append(f"memory per GPU, evaluation only: {total / gib:.2f} GiB (estimate); "
+                     f"{'fits' if total <= budget else 'does NOT fit'} a {cfg.gpu_memory_gb:g} GiB GPU")
+        print("\n".join(lines))
+        return total / gib
+    columns = {label: memory(cfg, model, world_size, fsdp, ckpt, dtype_bytes) for label, _, fsdp, ckpt in STRATEGIES}
+    totals = {label: sum(parts.values()) for label, parts in columns.items()}
+    lines += [
+        f"memory per GPU at world size {world_size} ({'bf16/fp16 autocast' if low_precision else 'fp32'}, fp32 "
+        "master weights), in GiB; weights, gradients and AdamW state exact, gathered weights and activations "
+        f"estimated (micro-batch {cfg.batch_size} x {cfg.block_size}):",
+        f"  {'':<24}" + "".join(f"{label:>11}" for label in columns),
+    ]
+    for part in next(iter(columns.values())):
+        lines.append(f"  {part:<24}" + "".join(f"{parts[part] / gib:>11.2f}" for parts in columns.values()))
+    lines.append(f"  {'total':<24}" + "".join(f"{t / gib:>11.2f}" for t in totals.values()))
+    lines.append(f"  {f'fits {cfg.gpu_memory_gb:g} GiB (90%)':<24}"
+                 + "".join(f"{'yes' if t <= budget else 'no':>11}" for t in totals.values()))
+    ours = next(label for label, _, fsdp, ckpt in STRATEGIES
+                if (fsdp, ckpt) == (cfg.fsdp, cfg.activation_checkpointing))
+    cheapest = next(((label, flags) for label, flags, _, _ in STRATEGIES if totals[label] <= budget), None)
+    lines.append(f"this run ({ours}): {totals[ours] / gib:.2f} GiB per GPU, "
+                 f"{'fits' if totals[ours] <= budget else 'does NOT fit'} a {cfg.gpu_memory_gb:g} GiB GPU "
+                 "(keeping 10% headroom; plus the CUDA context and allocator slack)")
+    if cheapest is None:
+        lines.append("nothing fits: lower batch_size (raising gradient_accumulation_steps), or use more or bigger GPUs")
+    elif cheapest[0] != ours:
+        lines.append(f"the cheapest that fits: {cheapest[0]}" + (f" ({cheapest[1]})" if cheapest[1] else ""))
     print("\n".join(lines))
-    return total / gib
+    return totals[ours] / gib

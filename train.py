@@ -32,6 +32,7 @@ import checkpoint
 import files
 import hf
 import plan
+import sharding
 import tokenizer
 from configurator import UserError, configure, exit_status, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
@@ -83,11 +84,14 @@ DEFAULTS = dict(
     matmul_precision="high",  # torch.set_float32_matmul_precision: 'high' allows TF32 on CUDA; exact fp32 on CPU
     backend="auto",  # DDP: 'nccl' on CUDA, 'gloo' on CPU
     threads=0,  # CPU threads per process; 0 keeps torch's default
+    fsdp=False,  # under torchrun, shard weights, gradients and AdamW state over the ranks (FSDP2) instead of DDP
+    activation_checkpointing=False,  # recompute each block's activations in backward: less memory, ~1/3 more compute
     seed=1337,  # fixes the initial weights, the training batches and the dropout masks
     nonfinite="stop",  # on a non-finite loss or gradient: 'stop', or 'skip' the update
     # planning
     dry_run=False,  # print the plan (parameters, tokens, memory per GPU) and exit
     gpu_memory_gb=80.0,  # the GPU memory the plan checks the run against
+    world_size=0,  # the GPUs the plan is for; 0: the run's own (torchrun's WORLD_SIZE, else 1)
 )
 INITS = ("scratch", "resume", "auto")  # besides a GPT-2 to start from (hf.py)
 
@@ -169,6 +173,12 @@ def setup_distributed(cfg, device_type):
             f"world size {world_size}; use a multiple of {world_size}"
         )
     ddp = "RANK" in os.environ and not cfg.dry_run
+    if cfg.fsdp and not cfg.dry_run and not ddp:
+        raise UserError("fsdp=True shards the model over the ranks of torchrun; launch with torchrun "
+                        "(e.g. torchrun --standalone --nproc_per_node=8 train.py ...), or leave fsdp off")
+    if cfg.fsdp and cfg.dtype not in sharding.FSDP_DTYPES:
+        raise UserError(f"fsdp=True works with dtype float32 or bfloat16, not {cfg.dtype!r} (fp16's GradScaler "
+                        "cannot unscale sharded gradients); use --dtype=bfloat16")
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     if ddp:
         backend = cfg.backend if cfg.backend != "auto" else ("nccl" if device_type == "cuda" else "gloo")
@@ -296,11 +306,14 @@ def build(cfg, device_type):
         torch.manual_seed(cfg.seed)
         model, start = GPT(model_config(cfg, tok.model_vocab_size)), Start(tokenizer=tok.state)
     model.config.dropout = cfg.dropout
+    model.activation_checkpointing = cfg.activation_checkpointing
     model.to(cfg.device)
+    if cfg.fsdp:
+        sharding.shard(model, cfg)  # before the optimizer, which must hold the sharded parameters
     optimizer = model.configure_optimizers(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2))
     scaler = torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16")
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        sharding.load_optimizer(model, optimizer, state["optimizer"], cfg.fsdp)
         scaler.load_state_dict(state["scaler"])
     return model, optimizer, scaler, start
 
@@ -341,8 +354,8 @@ class Step:
                                               self.ranks.world_size):
             if cfg.dropout > 0:
                 seed_dropout(cfg.seed, it, micro)
-            if self.ranks.ddp:  # all-reduce gradients on the last micro-step only
-                self.model.require_backward_grad_sync = (micro + 1) % self.per_rank == 0
+            if self.ranks.ddp:  # reduce gradients over the ranks on the last micro-step only
+                sharding.sync_gradients(self.model, cfg.fsdp, (micro + 1) % self.per_rank == 0)
             with self.ctx:
                 _, loss = self.model(x, y)
                 loss = loss / self.per_rank
@@ -350,7 +363,7 @@ class Step:
             self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        return loss_sum, norm
+        return loss_sum, sharding.local(norm)
 
     def update(self, norm):
         """Step the optimizer unless the gradient norm is not finite, deciding on the device (no host
@@ -448,21 +461,24 @@ class Records:
 
 class Checkpoints:
     """ckpt.pt (the latest state) and best.pt (an independent copy of the best evaluation's), and
-    the best val loss they are judged by."""
+    the best val loss they are judged by. Every rank calls them (FSDP gathers the shards); rank 0
+    writes."""
 
-    def __init__(self, cfg, model, optimizer, scaler, start):
-        self.cfg, self.model, self.optimizer, self.scaler, self.start = cfg, model, optimizer, scaler, start
-        self.best_val_loss = start.best_val_loss
+    def __init__(self, cfg, ranks, model, optimizer, scaler, start):
+        self.cfg, self.master, self.model, self.optimizer, self.scaler = cfg, ranks.master, model, optimizer, scaler
+        self.start, self.best_val_loss = start, start.best_val_loss
         self.last = (os.path.join(cfg.out_dir, cfg.checkpoint), start.iter) if start.iter else None
 
     def save(self, it, evaluated):
         path = os.path.join(self.cfg.out_dir, "ckpt.pt")
-        checkpoint.save(dict(
-            model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
-            model_args=asdict(self.model.config), iter_num=it, evaluated=evaluated, best_val_loss=self.best_val_loss,
-            config=vars(self.cfg), elapsed=self.start.wall(), wandb_id=self.start.wandb_id,
-            pretrained=self.start.pretrained, tokenizer=self.start.tokenizer,
-        ), path)
+        model_state, optimizer_state = sharding.full_state(self.model, self.optimizer, self.cfg.fsdp, self.master)
+        if self.master:
+            checkpoint.save(dict(
+                model=model_state, optimizer=optimizer_state, scaler=self.scaler.state_dict(),
+                model_args=asdict(self.model.config), iter_num=it, evaluated=evaluated,
+                best_val_loss=self.best_val_loss, config=vars(self.cfg), elapsed=self.start.wall(),
+                wandb_id=self.start.wandb_id, pretrained=self.start.pretrained, tokenizer=self.start.tokenizer,
+            ), path)
         self.last = (path, it)
         return path
 
@@ -472,7 +488,7 @@ class Checkpoints:
         self.best_val_loss = min(self.best_val_loss, val_loss)
         if it > 0 and (improved or self.cfg.always_save_checkpoint or it == self.cfg.max_iters):
             path = self.save(it, True)
-            if improved:
+            if improved and self.master:
                 files.keep_copy(path, os.path.join(self.cfg.out_dir, "best.pt"))
 
     def where(self):
@@ -540,7 +556,17 @@ def git_revision():
 
 
 def finish(cfg, ranks, model, batches, records, start, throughput):
-    """summary.json, the completion mark the sweep looks for, and analysis.json beside it."""
+    """summary.json, the completion mark the sweep looks for, and analysis.json beside it. Every
+    rank calls it (FSDP gathers the model for the analysis); rank 0 writes."""
+    if cfg.fsdp:  # the analysis folds and hooks MLPs: it runs on an unsharded copy on rank 0
+        state, _ = sharding.full_state(model, None, True, ranks.master)
+        if not ranks.master:
+            return
+        model = GPT(model.config)
+        model.load_state_dict(state)
+        model.to(cfg.device)
+    if not ranks.master:
+        return
     final = records.evals[-1] if records.evals else {}
     summary = dict(
         complete=True, activation=cfg.activation, seed=cfg.seed, n_params=model.get_num_params(),
@@ -548,6 +574,8 @@ def finish(cfg, ranks, model, batches, records, start, throughput):
         iters=cfg.max_iters, tokens_seen=cfg.max_iters * tokens_per_iter(cfg), tokens_per_s=throughput.mean(),
         wall_s=round(start.wall(), 3), world_size=ranks.world_size, device=cfg.device, torch=torch.__version__,
         git=git_revision(), config=vars(cfg), train_tokens=len(batches.data["train"]), resumed_with=records.resumes,
+        # what this process's GPU held at most (the plan's estimate is to be checked against it)
+        max_memory_gib=round(torch.cuda.max_memory_allocated() / 2**30, 3) if "cuda" in cfg.device else None,
     )
     # what the MLPs do, measured now, while the model is at hand (reports read this file)
     result = analysis.analyse(model, list(batches.eval("val", analysis.BATCHES)))
@@ -569,12 +597,12 @@ def train(cfg, ranks, device_type):
         print(f"resuming from {cfg.out_dir}/{cfg.checkpoint} at iteration {start.iter}"
               + "".join(f"; {k} {old!r} -> {new!r}" for k, (old, new) in start.changes.items()))
     eval_model = model = torch.compile(raw) if cfg.compile and compile_works(cfg.device) else raw
-    if ranks.ddp:
+    if ranks.ddp and not cfg.fsdp:
         model = DDP(model, device_ids=[cfg.device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
     ctx = autocast(cfg, device_type)
     if cfg.eval_only:  # print the losses; a run's records and checkpoints are left as they are
+        losses = evaluate(eval_model, batches, cfg.eval_iters, ctx)
         if ranks.master:
-            losses = evaluate(eval_model, batches, cfg.eval_iters, ctx)
             print(f"step {start.iter}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
                   "(eval_only: nothing written)")
         return 0
@@ -583,23 +611,23 @@ def train(cfg, ranks, device_type):
         print(json.dumps(vars(cfg), indent=2))
         print(f"parameters: {raw.get_num_params():,}; tokens per iteration: {tokens_per_iter(cfg):,}")
     stop, step = StopRequest(), Step(model, optimizer, scaler, batches, cfg, ranks, ctx)
-    checkpoints, nonfinite = Checkpoints(cfg, raw, optimizer, scaler, start), NonFinite(cfg.nonfinite, cfg.device)
+    checkpoints = Checkpoints(cfg, ranks, raw, optimizer, scaler, start)
+    nonfinite = NonFinite(cfg.nonfinite, cfg.device)
     throughput, peak = Throughput(tokens_per_iter(cfg)), plan.datasheet_peak_flops(cfg.device)
     loss_acc = torch.zeros((), device=cfg.device)
     it = start.iter
     while True:
         if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and not (start.evaluated and it == start.iter):
             nonfinite.check(checkpoints)  # before anything is evaluated or saved
+            losses = evaluate(eval_model, batches, cfg.eval_iters, ctx)  # every rank: the same batches
+            if not all(map(math.isfinite, losses.values())):  # weights no update can bring back
+                raise UserError(f"non-finite evaluation loss at iteration {it} ({losses['train']}, {losses['val']}); "
+                                f"nothing saved; last good checkpoint: {checkpoints.where()}; lower learning_rate")
             if ranks.master:
-                losses = evaluate(eval_model, batches, cfg.eval_iters, ctx)
-                if not all(map(math.isfinite, losses.values())):  # weights no update can bring back
-                    raise UserError(f"non-finite evaluation loss at iteration {it} ({losses['train']}, "
-                                    f"{losses['val']}); nothing saved; last good checkpoint: {checkpoints.where()}; "
-                                    "lower learning_rate")
                 print(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
                 records.log(dict(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=get_lr(it, cfg),
                                  wall_s=round(start.wall(), 3)))
-                checkpoints.evaluated(it, losses["val"])
+            checkpoints.evaluated(it, losses["val"])
             throughput.pause()
         if it >= cfg.max_iters:
             break
@@ -628,14 +656,14 @@ def train(cfg, ranks, device_type):
 
         if stop.agreed(ranks, cfg.device):
             nonfinite.check(checkpoints)
+            path = checkpoints.save(it, False)
             if ranks.master:
-                print(f"stopped by signal {stop.signum} after iteration {it - 1}; saved {checkpoints.save(it, False)}; "
+                print(f"stopped by signal {stop.signum} after iteration {it - 1}; saved {path}; "
                       "continue with --init_from=resume (or auto)")
                 records.close()
             return 128 + stop.signum
 
-    if ranks.master:
-        finish(cfg, ranks, raw, batches, records, start, throughput)
+    finish(cfg, ranks, raw, batches, records, start, throughput)
     return 0
 
 

@@ -1,13 +1,20 @@
 # GPT-2 XL (48 layers, 25 heads, 1600 dims, ~1.56B parameters) on OpenWebText, MLP with GELU (exact).
 # gpt2_xl_relu.py and gpt2_xl_none.py are this file with another activation.
 #
-# Needs: one node of 8 GPUs with 80 GB each (H100 or A100 80GB). Plain DDP keeps ~23 GiB of
-# weights, gradients and AdamW state on every GPU, plus ~25 GiB (estimated) of activations for
-# micro-batch 8;
-# `python train.py config/gpt2_xl_gelu.py --dry_run=True` prints the full plan.
-# Data: python data/openwebtext/prepare.py  (~17 GB of tokens on disk)
+# Which GPUs: `python train.py config/gpt2_xl_gelu.py --dry_run=True --world_size=8 --gpu_memory_gb=40`
+# prints the memory per GPU of DDP, FSDP and either with activation checkpointing, and the cheapest
+# that fits. For this config on 8 GPUs (estimates: weights, gradients and AdamW state are exact,
+# activations of the 8 x 1024 micro-batch estimated):
+#   8 x 80 GB: DDP, 50.7 GiB per GPU:
+#     torchrun --standalone --nproc_per_node=8 train.py config/gpt2_xl_gelu.py
+#   8 x 40 GB (A100 40GB, L40S 48GB): FSDP, 33.6 GiB per GPU:
+#     torchrun --standalone --nproc_per_node=8 train.py config/gpt2_xl_gelu.py --fsdp=True
+#   8 x 24 GB (RTX 4090, A10G, L4): FSDP with activation checkpointing, 14.2 GiB per GPU:
+#     torchrun --standalone --nproc_per_node=8 train.py config/gpt2_xl_gelu.py --fsdp=True \
+#              --activation_checkpointing=True
+# The tokens per iteration, and so the run, are the same in all three.
+# Data: python data/openwebtext/prepare.py
 #
-# One node:      torchrun --standalone --nproc_per_node=8 train.py config/gpt2_xl_gelu.py
 # Several nodes: on each of N nodes (gradient_accumulation_steps must divide by N*8), run
 #   torchrun --nnodes=N --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
 #            --rdzv_id=gpt2-xl-gelu train.py config/gpt2_xl_gelu.py

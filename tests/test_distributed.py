@@ -71,8 +71,8 @@ def test_dry_run_plans_gpt2_configs(name):
     assert r.returncode == 0, r.stderr
     out = r.stdout
 
-    def figure(label, unit=r"GiB"):
-        return float(re.search(rf"{label}\s+([\d.]+) {unit}", out).group(1))
+    def figure(label):  # the DDP column: the run as configured
+        return float(re.search(rf"^  {label}\s+([\d.]+)", out, re.M).group(1))
 
     n = int(re.search(r"parameters: ([\d,]+)", out).group(1).replace(",", ""))
     xl = "xl" in name
@@ -87,7 +87,7 @@ def test_dry_run_plans_gpt2_configs(name):
     assert figure("weights fp32") == pytest.approx(4 * n / gib, abs=0.006)
     assert figure("gradients fp32") == pytest.approx(4 * n / gib, abs=0.006)
     assert figure("AdamW moments") == pytest.approx(8 * n / gib, abs=0.006)
-    assert figure("autocast weight copies") == pytest.approx(2 * n / gib, abs=0.006)  # bf16
+    assert figure("low-precision weights") == pytest.approx(2 * n / gib, abs=0.006)  # autocast's bf16 copies
     parts = 16 * n / gib + 2 * n / gib + figure("activations")
     assert figure("total") == pytest.approx(parts, abs=0.02)
     assert ("fits a 80 GiB GPU" in out) == (figure("total") <= 0.9 * 80)

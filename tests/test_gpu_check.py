@@ -6,7 +6,7 @@ import re
 
 from conftest import run
 
-CHECKS = ("train", "resume", "gpu->cpu", "torchrun", "kv cache", "bench", "plan")
+CHECKS = ("train", "resume", "gpu->cpu", "torchrun", "fsdp", "kv cache", "bench", "memory", "plan")
 
 
 def test_every_check_passes_in_a_cpu_rehearsal(tmp_path):
@@ -17,9 +17,11 @@ def test_every_check_passes_in_a_cpu_rehearsal(tmp_path):
     what = dict((name, text) for name, _, text in rows)
     assert "every loss bitwise equal to the uninterrupted run" in what["resume"]  # the CPU is deterministic
     assert re.search(r"identical tokens: yes", what["kv cache"])
-    assert "1,556,840,000 parameters" in what["plan"]
+    assert "1,556,840,000 parameters: 50.74 GiB per GPU under DDP; on 8 x 40 GB: FSDP (--fsdp=True)" in what["plan"]
     log = (tmp_path / "gpu_check.md").read_text()
-    assert "7 of 7 checks passed" in log and log.count("(exit 0,") == 9 and "(exit 143)" in log
+    assert "fsdp" in what and "FSDP with activation checkpointing vs DDP" in what["fsdp"]
+    assert re.search(r"planned [\d.]+ GiB; nothing to measure on a CPU", what["memory"])
+    assert "9 of 9 checks passed" in log and log.count("(exit 0,") == 12 and "(exit 143)" in log
 
 
 def test_a_failing_check_is_reported(tmp_path):
