@@ -2,11 +2,12 @@
 # make reproduce: the CPU claim sweep (gelu/relu/none x 5 seeds, ~15 min on 2 cores) in reproduced/, its verdict,
 # each run's loss beside the committed one in results/, and samples.
 # make gpu-check: on a CUDA machine, every GPU path checked in a few minutes (gpu_check.py).
+# make gpu-speed: on a CUDA machine, the speed goals measured beside nanoGPT's (gpu_check.py --speed=True).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint reproduce gpu-check clean
+.PHONY: setup test lint reproduce gpu-check gpu-speed clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ reproduce: setup
 
 gpu-check: setup
 	$(PY) gpu_check.py
+
+gpu-speed: setup
+	$(PY) gpu_check.py --speed=True --out_dir=out-gpu-speed
 
 clean:
 	rm -rf .pytest_cache

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import plan
@@ -202,10 +203,12 @@ def reference_step(cfg, device_type, like):
     hyperparameters. The habits are nanoGPT's: the dataset's memmap is opened again for every
     batch, each batch is stacked from per-row tensors, the next batch is fetched between forward
     and backward, AdamW updates one tensor at a time (foreach=False, fused=False, what nanoGPT
-    gets off CUDA; on CUDA it asks for the fused kernel), nothing is compiled (nanoGPT's
-    --compile=False), and the loss is read back every iteration.
+    gets off CUDA; on CUDA it asks for the fused kernel), the loss is read back every iteration,
+    and the model is compiled on CUDA (as nanoGPT's train.py and bench.py do by default) and eager
+    elsewhere (as nanoGPT's README runs it on CPUs, --compile=False).
     """
     model = copy.deepcopy(like).train()  # deepcopy keeps lm_head and wte tied
+    forward = torch.compile(model) if device_type == "cuda" else model
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -235,7 +238,7 @@ def reference_step(cfg, device_type, like):
             group["lr"] = lr
         for _ in range(cfg.gradient_accumulation_steps):
             with ctx:
-                _, loss = model(*batch)
+                _, loss = forward(*batch)
                 loss = loss / cfg.gradient_accumulation_steps
             batch = get_batch()
             scaler.scale(loss).backward()
@@ -290,35 +293,56 @@ def bench_train(cfg, device_type):
         print(f"most possible with these matmuls: {theirs / floor:.2f}x (a step with nothing but its matrix products)")
 
 
+def nanogpt_generate(model, idx, max_new_tokens, top_k=None):
+    """nanoGPT's generate: no cache, the whole context (cut to its last block_size tokens) through
+    the model for every new token."""
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -model.config.block_size :])
+        logits = logits[:, -1, :]
+        if top_k is not None:
+            v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+            logits[logits < v[:, [-1]]] = -float("inf")
+        idx = torch.cat((idx, torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)), dim=1)
+    return idx
+
+
 def bench_sample(cfg, device_type):
-    """tokens/s of model.generate with and without the KV cache, from the same prompt and seed."""
-    model = train.build(cfg, device_type)[0].eval()
+    """tokens/s of model.generate with the KV cache (its decode step compiled, as sample.py does,
+    when compile=True), without it, and of nanoGPT's generate, from the same prompt and seed."""
+    eager = train.build(cfg, device_type)[0].eval()
+    model = copy.deepcopy(eager)
+    if cfg.compile:  # CUDA graphs on CUDA: a decode step of fixed shapes replays as one graph
+        model.compile(mode="reduce-overhead" if device_type == "cuda" else "default")
     ctx = autocast(cfg, device_type)
     rng = torch.Generator().manual_seed(cfg.seed)
     prompt = torch.randint(model.config.vocab_size, (1, cfg.prompt_len), generator=rng).to(cfg.device)
     outputs = {}
 
-    def generation(name, use_cache):
+    def generation(name, generate):
         def step():
             torch.manual_seed(cfg.seed)
-            with ctx:
-                outputs[name] = model.generate(prompt, cfg.new_tokens, use_cache=use_cache)
+            with torch.no_grad(), ctx:
+                outputs[name] = generate()
 
         return name, step, cfg.threads
 
     # train.build has resolved init_from='auto' to 'resume' or 'scratch'
     source = {"resume": f"{cfg.out_dir}/ckpt.pt", "scratch": "random init"}.get(cfg.init_from, cfg.init_from)
     print(f"model: {model.get_num_params():,} parameters ({source}), activation {model.config.activation}; "
-          f"prompt {cfg.prompt_len} tokens, {cfg.new_tokens} new, block_size {model.config.block_size}; eager")
+          f"prompt {cfg.prompt_len} tokens, {cfg.new_tokens} new, block_size {model.config.block_size}; "
+          f"KV cache {'compiled' if cfg.compile else 'eager'}, the others eager")
     # a generation is already hundreds of forward passes: one untimed each, then one per round
     warmup = min(cfg.warmup, 1)
     print(f"protocol: {warmup} warm-up generation, then {cfg.repeats} rounds of 1")
-    entries = [generation("KV cache", True), generation("no cache", False)]
+    entries = [generation("KV cache", lambda: model.generate(prompt, cfg.new_tokens, use_cache=True)),
+               generation("no cache", lambda: eager.generate(prompt, cfg.new_tokens, use_cache=False)),
+               generation("nanoGPT generate", lambda: nanogpt_generate(eager, prompt, cfg.new_tokens))]
     results = measure(entries, device_type, warmup, 1, cfg.repeats)
     rates = {name: cfg.new_tokens / statistics.median(r.times) for name, r in results.items()}
     for name, r in results.items():
         print(f"{name}: {rates[name]:,.1f} tokens/s ({spread(r.times)} per {cfg.new_tokens} tokens)")
-    print(f"cache speedup: {rates['KV cache'] / rates['no cache']:.2f}x")
+    print(f"cache speedup: {rates['KV cache'] / rates['no cache']:.2f}x over no cache, "
+          f"{rates['KV cache'] / rates['nanoGPT generate']:.2f}x over nanoGPT's generate")
     cached, uncached = outputs["KV cache"][0], outputs["no cache"][0]
     differ = (cached != uncached).nonzero()
     print("identical tokens with and without the cache: "

@@ -1,5 +1,6 @@
 """
-Prove the GPU paths on a CUDA machine in a few minutes: `make gpu-check` (python gpu_check.py).
+Prove the GPU paths on a CUDA machine in a few minutes: `make gpu-check` (python gpu_check.py);
+measure the speed goals with `make gpu-speed` (python gpu_check.py --speed=True).
 
 Each check runs the project's own scripts as a user would, in subprocesses, on tiny Shakespeare:
 
@@ -13,6 +14,11 @@ Each check runs the project's own scripts as a user would, in subprocesses, on t
   bench      bench.py on GPT-2 124M at batch 12 x 1024, compiled bf16: ms/iter, tokens/s, MFU
   memory     the dry run's memory estimate for that 124M run beside its measured peak
   plan       the GPT-2 XL dry run
+
+With --speed=True it runs, instead, bench.py's measurements behind the speed goals: the training
+step of GPT-2 124M at batch 12 and 24 (plain, with the fused loss, with CUDA graphs) beside
+nanoGPT's compiled step and the matmul floor (goal: 1.3x), and sampling the baby GPT and 124M with
+the compiled KV cache against no cache and nanoGPT's generate (goal: 5x, identical tokens).
 
 It prints a PASS/FAIL table and writes it, with every command and the tail of its output, to
 OUT_DIR/gpu_check.md. Nothing is downloaded: data/shakespeare_char/input.txt (and, for bench, GPT-2's
@@ -38,6 +44,7 @@ DEFAULTS = dict(
     device="cuda",  # 'cpu' with smoke=True rehearses the checks without a GPU
     smoke=False,  # tiny models, float32, no compile: a rehearsal of the script itself, in seconds
     only=[],  # names of the checks to run (default: all)
+    speed=False,  # instead of the checks, the speed goals: training step and sampling against nanoGPT's
 )
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CHAR = "config/train_shakespeare_char.py"
@@ -45,6 +52,7 @@ ITERS, STOP_AT = 200, 100  # the train and resume runs; SIGTERM once STOP_AT is 
 RESUME_TOLERANCE = 0.02  # largest loss difference after a GPU resume that non-determinism explains (see check)
 DDP_RTOL = 1e-4  # float32, highest matmul precision: only the order of additions differs
 TINY = dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=8, dropout=0.0, threads=1)
+STEP_GOAL, SAMPLE_GOAL = 1.3, 5.0  # our training step against nanoGPT's compiled one; KV cache against none
 
 
 def flags(**keys):
@@ -225,6 +233,53 @@ class Checks:
             return False, f"dry run exited {r.returncode}"
         return True, f"GPT-2 XL, {params[1]} parameters: {ours[1]} GiB per GPU under DDP; on 8 x 40 GB: {cheapest[1]}"
 
+    # ------------------------------------------------------------------------------ speed goals
+
+    def step_speed(self, batch, **more):
+        """bench.py's training step of GPT-2 124M (compiled bf16, no accumulation) beside nanoGPT's
+        compiled step and the matmul floor, in one interleaved measurement."""
+        if self.cfg.smoke:
+            args, protocol = [CHAR, *flags(**TINY, device=self.cfg.device, compile=False)], (1, 2, 1)
+        else:
+            prepared = self.prepare("shakespeare")
+            if prepared:
+                return False, prepared
+            args = ["config/gpt2_124m_gelu.py", *flags(dataset="shakespeare", device=self.cfg.device)]
+            protocol = (10, 20, 3)
+        args += flags(batch_size=batch, gradient_accumulation_steps=1, **more)
+        r = self.sh("bench.py", *args, "--reference=True", *flags(warmup=protocol[0], iters=protocol[1],
+                                                                   repeats=protocol[2]))
+        ours, theirs = (re.search(rf"^{name}: ([\d.]+) ms .*?(MFU [^,\n]*)", r.stdout, re.M)
+                        for name in ("ours", "nanoGPT-style"))
+        floor = re.search(r"matmul floor: ([\d.]+) ms", r.stdout)
+        if r.returncode or not (ours and theirs and floor):
+            return False, f"bench.py exited {r.returncode}"
+        speedup = float(theirs[1]) / float(ours[1])
+        return self.cfg.smoke or speedup >= STEP_GOAL, (
+            f"batch {batch}{''.join(f', {k}={v}' for k, v in more.items())}: ours {ours[1]} ms ({ours[2]}), nanoGPT's "
+            f"step {theirs[1]} ms: {speedup:.2f}x (goal {STEP_GOAL}x); matmul floor {floor[1]} ms")
+
+    def sample_speed(self, config):
+        """Sampling with the KV cache (its decode step compiled) against no cache and nanoGPT's
+        generate, and whether the cache changes any token."""
+        if self.cfg.smoke:
+            args = [CHAR, *flags(**TINY, device=self.cfg.device, compile=False)]
+        else:
+            prepared = None if config == CHAR else self.prepare("shakespeare")
+            if prepared:
+                return False, prepared
+            args = [config, *flags(device=self.cfg.device, compile=True, dataset="shakespeare_char" if config == CHAR
+                                   else "shakespeare")]
+        r = self.sh("bench.py", *args, "--mode=sample", "--new_tokens=200", "--repeats=3", "--warmup=1")
+        speed = re.search(r"cache speedup: ([\d.]+)x over no cache, ([\d.]+)x over nanoGPT's generate", r.stdout)
+        rate = re.search(r"^KV cache: ([\d,.]+) tokens/s", r.stdout, re.M)
+        same = re.search(r"identical tokens with and without the cache: (.*)", r.stdout)
+        if r.returncode or not (speed and rate and same):
+            return False, f"bench.py --mode=sample exited {r.returncode}"
+        ok = same[1] == "yes" and (self.cfg.smoke or float(speed[1]) >= SAMPLE_GOAL)
+        return ok, (f"{rate[1]} tokens/s with the cache: {speed[1]}x no cache (goal {SAMPLE_GOAL}x), {speed[2]}x "
+                    f"nanoGPT's generate; identical tokens: {same[1]}")
+
     def prepare(self, dataset):
         """None once data/DATASET is prepared, else why it could not be."""
         if os.path.exists(os.path.join(ROOT, "data", dataset, "train.bin")):
@@ -236,6 +291,17 @@ class Checks:
 CHECKS = {"train": Checks.train, "resume": Checks.resume, "gpu->cpu": Checks.gpu_to_cpu,
           "torchrun": Checks.torchrun, "fsdp": Checks.fsdp, "kv cache": Checks.kv_cache, "bench": Checks.bench,
           "memory": Checks.memory, "plan": Checks.plan}
+
+
+SPEED = {
+    "step b12": lambda c: c.step_speed(12),
+    "step b12 fused loss": lambda c: c.step_speed(12, fused_loss=True),
+    "step b12 CUDA graphs": lambda c: c.step_speed(12, compile_mode="reduce-overhead"),
+    "step b24": lambda c: c.step_speed(24),
+    "step b24 fused loss": lambda c: c.step_speed(24, fused_loss=True),
+    "sample 10.6M": lambda c: c.sample_speed(CHAR),
+    "sample 124M": lambda c: c.sample_speed("config/gpt2_124m_gelu.py"),
+}
 
 
 def gpu_count():
@@ -284,9 +350,10 @@ def environment(cfg):
 
 
 def validate(cfg):
-    unknown = [name for name in cfg.only if name not in CHECKS]
+    checks = SPEED if cfg.speed else CHECKS
+    unknown = [name for name in cfg.only if name not in checks]
     if unknown:
-        raise UserError(f"only={cfg.only!r} names unknown checks {unknown}; choose from {', '.join(CHECKS)}")
+        raise UserError(f"only={cfg.only!r} names unknown checks {unknown}; choose from {', '.join(checks)}")
     if cfg.device == "cpu" and not cfg.smoke:
         raise UserError("device='cpu' runs the full-size checks on a CPU, which takes hours; add --smoke=True")
 
@@ -302,7 +369,7 @@ def main(argv):
     shutil.rmtree(cfg.out_dir, ignore_errors=True)
     os.makedirs(cfg.out_dir)
     rows, t_start = [], time.time()
-    for name, check in CHECKS.items():
+    for name, check in (SPEED if cfg.speed else CHECKS).items():
         if cfg.only and name not in cfg.only:
             continue
         t0 = time.time()

@@ -85,23 +85,23 @@ class GPTConfig:
 
 
 class KVCache:
-    """Keys and values of every layer for the positions seen so far, preallocated to block_size
-    on first use (in the dtype attention runs in, which autocast may make bf16)."""
+    """Keys and values of every layer, preallocated to block_size (in the dtype attention runs in,
+    which autocast may make bf16) and written in place at the positions of each step. Attention
+    reads the whole buffer, the positions not yet written masked out, so a decode step always has
+    the same shapes and the same buffers: compiled, it can replay as one CUDA graph (a static
+    cache, as in gpt-fast)."""
 
-    def __init__(self, n_layer, block_size):
-        self.n_layer, self.block_size = n_layer, block_size
-        self.k = self.v = None
-        self.pos = 0  # positions filled; advanced by GPT.forward once all layers are done
+    def __init__(self, config, batch_size, dtype, device):
+        self.block_size, self.filled = config.block_size, 0  # positions written; generate advances it
+        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.k, self.v = (torch.zeros(shape, dtype=dtype, device=device) for _ in range(2))
+        for buffer in (self.k, self.v):  # a CUDA graph writes into them: their address must not change
+            torch._dynamo.mark_static_address(buffer)
 
-    def update(self, layer, k, v):
-        if self.k is None:
-            B, H, _, D = k.shape
-            self.k = k.new_zeros(self.n_layer, B, H, self.block_size, D)
-            self.v = v.new_zeros(self.n_layer, B, H, self.block_size, D)
-        end = self.pos + k.size(2)
-        self.k[layer, :, :, self.pos : end] = k
-        self.v[layer, :, :, self.pos : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+    def update(self, layer, k, v, pos):
+        self.k[layer].index_copy_(2, pos, k)
+        self.v[layer].index_copy_(2, pos, v)
+        return self.k[layer], self.v[layer]
 
 
 class CausalSelfAttention(nn.Module):
@@ -112,17 +112,17 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head, self.n_embd, self.dropout, self.layer = config.n_head, config.n_embd, config.dropout, layer
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, pos=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        if cache is not None:
-            k, v = cache.update(self.layer, k, v)
-        # A cache is filled either all at once from empty (causal) or one token at a time,
-        # and a single new token may attend to every cached position: no mask needed.
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=T > 1
-        )
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=True)
+        else:  # a query sees the cached keys at or before its own position
+            k, v = cache.update(self.layer, k, v, pos)
+            mask = pos[:, None] >= torch.arange(cache.block_size, device=pos.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -170,8 +170,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, cache=None):
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x, cache=None, pos=None):
+        x = x + self.attn(self.ln_1(x), cache, pos)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -194,6 +194,9 @@ class GPT(nn.Module):
         # Recompute each block's activations in backward instead of keeping them (train.py sets it):
         # memory for one block's activations instead of all, for about a third more compute.
         self.activation_checkpointing = False
+        # Training loss from the final hidden states in chunks (torch's linear_cross_entropy), never
+        # holding all of the (tokens x vocab) logits at once (train.py sets it).
+        self.fused_loss = False
         # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2 n_layer),
         # since each layer adds two of them (attention and MLP) to the stream.
         for name, p in self.named_parameters():
@@ -214,26 +217,36 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def forward(self, idx, targets=None, cache=None):
-        T = idx.size(1)
-        start = cache.pos if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
+    def forward(self, idx, targets=None, cache=None, pos=None):
+        """Logits, and the loss when targets are given. With a KVCache, pos holds the positions of
+        idx's tokens (a tensor, so that a compiled step does not change with it)."""
+        if pos is None:
+            if idx.size(1) > self.config.block_size:
+                raise ValueError(f"sequence of {idx.size(1)} tokens exceeds block_size {self.config.block_size}")
+            pos = torch.arange(idx.size(1), device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
             if self.activation_checkpointing and self.training:
                 x = checkpoint(block, x, use_reentrant=False)  # dropout masks are replayed as they were
             else:
-                x = block(x, cache)
+                x = block(x, cache, pos)
         x = self.transformer.ln_f(x)
-        if cache is not None:
-            cache.pos += T
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None  # inference needs the last position only
+        if self.fused_loss and self.training:
+            return None, self.chunked_loss(x.flatten(0, 1), targets.reshape(-1))
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
+
+    def chunked_loss(self, x, targets):
+        """Cross-entropy of lm_head(x) against targets without the logits (the same value)."""
+        weight = self.lm_head.weight
+        if torch.is_autocast_enabled(x.device.type):  # autocast does not cast inside this op: as for lm_head
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, weight = x.to(dtype), weight.to(dtype)
+        loss = F.linear_cross_entropy(x, weight, targets, ignore_index=-1, options=nn.LinearCrossEntropyOptions())
+        return loss.float()  # as autocast gives cross_entropy's
 
     def crop_block_size(self, block_size):
         """Shrink the context, e.g. to fine-tune GPT-2 (1024) with a smaller block."""
@@ -263,6 +276,11 @@ class GPT(nn.Module):
         """Model FLOPs utilisation: achieved training FLOP/s as a fraction of peak_flops."""
         return self.flops_per_token() * tokens_per_s / peak_flops
 
+    def new_cache(self, batch_size, device):
+        autocast = torch.is_autocast_enabled(device.type)
+        dtype = torch.get_autocast_dtype(device.type) if autocast else self.lm_head.weight.dtype
+        return KVCache(self.config, batch_size, dtype, device)
+
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
         """Continue idx (B, T) by max_new_tokens sampled tokens.
@@ -285,10 +303,13 @@ class GPT(nn.Module):
                 start, cache = idx.size(1) - max(1, window // 2), None
             if not use_cache:
                 logits, _ = self(idx[:, start:])
+            elif cache is None:  # the context at once, then one token at a time
+                cache, context = self.new_cache(idx.size(0), idx.device), idx[:, start:]
+                logits, _ = self(context, cache=cache, pos=torch.arange(context.size(1), device=idx.device))
+                cache.filled = context.size(1)
             else:
-                if cache is None:
-                    cache = KVCache(self.config.n_layer, window)
-                logits, _ = self(idx[:, start + cache.pos :], cache=cache)
+                logits, _ = self(idx[:, -1:], cache=cache, pos=torch.tensor([cache.filled], device=idx.device))
+                cache.filled += 1
             logits = logits[:, -1, :] / temperature
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))

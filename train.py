@@ -81,6 +81,8 @@ DEFAULTS = dict(
     device="auto",  # 'cuda', 'cpu', 'mps', 'cuda:1', or auto (cuda, else mps, else cpu)
     dtype="auto",  # 'float32', 'bfloat16', 'float16', or auto (bf16 where supported)
     compile=True,  # torch.compile the model (falls back to eager where it cannot)
+    compile_mode="default",  # torch.compile's mode: 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune'
+    fused_loss=False,  # the loss from the last hidden states in chunks, never all logits at once (torch >= 2.13)
     matmul_precision="high",  # torch.set_float32_matmul_precision: 'high' allows TF32 on CUDA; exact fp32 on CPU
     backend="auto",  # DDP: 'nccl' on CUDA, 'gloo' on CPU
     threads=0,  # CPU threads per process; 0 keeps torch's default
@@ -105,7 +107,7 @@ def validate(cfg):
         raise UserError(f"unknown activation {cfg.activation!r}; valid: {', '.join(ACTIVATIONS)}")
     hf.check_init_from(cfg.init_from, INITS)
     choices = {"backend": ("auto", "nccl", "gloo"), "nonfinite": ("stop", "skip"),
-               "checkpoint": ("ckpt.pt", "best.pt")}
+               "checkpoint": ("ckpt.pt", "best.pt"), "compile_mode": ("default", "reduce-overhead", "max-autotune")}
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise UserError(f"{key}={getattr(cfg, key)!r} is not valid; choose one of {', '.join(valid)}")
@@ -286,6 +288,14 @@ def from_gpt2(cfg, tok):
     return model
 
 
+def fused_loss_works():
+    if hasattr(torch.nn.functional, "linear_cross_entropy"):
+        return True
+    print(f"fused_loss needs torch.nn.functional.linear_cross_entropy (torch >= 2.13, here {torch.__version__}); "
+          "computing the loss from the logits")
+    return False
+
+
 def build(cfg, device_type):
     """Model, optimizer and GradScaler on the run's device, and where the run starts."""
     tok = tokenizer.for_dataset(dataset_dir(cfg.dataset))
@@ -307,6 +317,7 @@ def build(cfg, device_type):
         model, start = GPT(model_config(cfg, tok.model_vocab_size)), Start(tokenizer=tok.state)
     model.config.dropout = cfg.dropout
     model.activation_checkpointing = cfg.activation_checkpointing
+    model.fused_loss = cfg.fused_loss and fused_loss_works()
     model.to(cfg.device)
     if cfg.fsdp:
         sharding.shard(model, cfg)  # before the optimizer, which must hold the sharded parameters
@@ -596,7 +607,7 @@ def train(cfg, ranks, device_type):
     if start.iter:
         print(f"resuming from {cfg.out_dir}/{cfg.checkpoint} at iteration {start.iter}"
               + "".join(f"; {k} {old!r} -> {new!r}" for k, (old, new) in start.changes.items()))
-    eval_model = model = torch.compile(raw) if cfg.compile and compile_works(cfg.device) else raw
+    eval_model = model = torch.compile(raw, mode=cfg.compile_mode) if cfg.compile and compile_works(cfg.device) else raw
     if ranks.ddp and not cfg.fsdp:
         model = DDP(model, device_ids=[cfg.device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
     ctx = autocast(cfg, device_type)

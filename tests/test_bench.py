@@ -41,8 +41,11 @@ def test_train_mode_prints_time_throughput_and_mfu(char_dataset, tmp_path):
 def test_sample_mode_cache_gives_identical_tokens(char_dataset, tmp_path):
     # 40 new tokens after a prompt of 4 overflow block_size 32, so the cached path rebuilds its cache
     out = bench(tmp_path, char_dataset, mode="sample", prompt_len=4, new_tokens=40)
-    assert re.search(r"KV cache: [\d,.]+ tokens/s", out) and re.search(r"no cache: [\d,.]+ tokens/s", out)
-    assert re.search(r"cache speedup: [\d.]+x", out)
+    rates = {name: float(re.search(rf"^{name}: ([\d,.]+) tokens/s", out, re.M)[1].replace(",", ""))
+             for name in ("KV cache", "no cache", "nanoGPT generate")}
+    m = re.search(r"cache speedup: ([\d.]+)x over no cache, ([\d.]+)x over nanoGPT's generate", out)
+    assert float(m[1]) == pytest.approx(rates["KV cache"] / rates["no cache"], abs=0.006)
+    assert float(m[2]) == pytest.approx(rates["KV cache"] / rates["nanoGPT generate"], abs=0.006)
     assert "identical tokens with and without the cache: yes" in out
 
 

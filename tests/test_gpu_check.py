@@ -4,6 +4,8 @@ a failing check reported as FAIL, and its argument errors."""
 
 import re
 
+import pytest
+
 from conftest import run
 
 CHECKS = ("train", "resume", "gpu->cpu", "torchrun", "fsdp", "kv cache", "bench", "memory", "plan")
@@ -36,3 +38,16 @@ def test_argument_errors_are_one_line(tmp_path):
                           (["--device=cpu"], "add --smoke=True")):
         r = run("gpu_check.py", f"--out_dir={tmp_path}", *args)
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_the_speed_goals_are_measured_in_a_cpu_rehearsal(tmp_path):
+    """--speed=True: each row parses bench.py's figures (on a CPU the goals themselves are not judged)."""
+    r = run("gpu_check.py", "--device=cpu", "--smoke=True", "--speed=True", f"--out_dir={tmp_path}",
+            "--only=['step b12 fused loss', 'sample 10.6M']")
+    assert r.returncode == 0, r.stdout + r.stderr
+    step = re.search(r"^PASS  step b12 fused loss: batch 12, fused_loss=True: ours ([\d.]+) ms \(MFU [\d.]+% of "
+                     r"measured peak\), nanoGPT's step ([\d.]+) ms: ([\d.]+)x \(goal 1.3x\); matmul floor [\d.]+ ms$",
+                     r.stdout, re.M)
+    assert step and float(step[3]) == pytest.approx(float(step[2]) / float(step[1]), abs=0.006)
+    assert re.search(r"^PASS  sample 10.6M: [\d,.]+ tokens/s with the cache: [\d.]+x no cache \(goal 5.0x\), [\d.]+x "
+                     r"nanoGPT's generate; identical tokens: yes$", r.stdout, re.M)

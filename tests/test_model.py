@@ -194,15 +194,14 @@ def test_kv_cache_gives_the_same_tokens(prompt_len, new, name):
 def test_cached_logits_match_full_forward():
     torch.manual_seed(0)
     model = GPT(GPTConfig(**SMALL)).eval()
-    from model import KVCache
-
     idx = torch.randint(0, 50, (2, 12))
-    cache = KVCache(model.config.n_layer, model.config.block_size)
-    model(idx[:, :7], cache=cache)
+    cache = model.new_cache(2, idx.device)
+    model(idx[:, :7], cache=cache, pos=torch.arange(7))
     for t in range(7, 12):
-        step_logits, _ = model(idx[:, t : t + 1], cache=cache)
+        step_logits, _ = model(idx[:, t : t + 1], cache=cache, pos=torch.tensor([t]))
         full_logits, _ = model(idx[:, : t + 1])
         torch.testing.assert_close(step_logits, full_logits, rtol=1e-5, atol=1e-5)
+    assert cache.k.shape[3] == model.config.block_size  # one buffer, written in place, the whole run
 
 
 def test_generate_rejects_bad_sampling_settings():
@@ -212,3 +211,25 @@ def test_generate_rejects_bad_sampling_settings():
         model.generate(idx, 1, temperature=0)
     with pytest.raises(ValueError, match="top_k"):
         model.generate(idx, 1, top_k=0)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_fused_loss_matches_the_plain_one(dtype, tol):
+    """The chunked loss (train.py's fused_loss) gives the plain loss and gradients, in float32 and
+    under bf16 autocast, and never returns logits."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).train()
+    idx, targets = torch.randint(0, 50, (3, 16)), torch.randint(0, 50, (3, 16))
+    results = []
+    for fused in (False, True):
+        model.fused_loss = fused
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            logits, loss = model(idx, targets)
+        loss.backward()
+        results.append((logits, loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (logits, plain, grads), (none, fused, fused_grads) = results
+    assert none is None and logits.shape == (3, 16, 50)
+    torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
+    for a, b in zip(fused_grads, grads):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item())
