@@ -170,3 +170,22 @@ def test_best_pt_holds_the_weights_of_the_best_evaluation(char_dataset, tmp_path
     latest = checkpoint.load(str(tmp_path / "full" / "ckpt.pt"))
     assert latest["iter_num"] == 40
     assert not torch.equal(latest["model"]["lm_head.weight"], saved["model"]["lm_head.weight"])
+
+
+def test_the_fused_loss_trains_as_the_plain_one(char_dataset, tmp_path):
+    """fused_loss=True (torch's chunked linear_cross_entropy) logs the plain run's losses to float32
+    rounding; where torch lacks it, the run says so and computes the plain loss."""
+    for name, fused in (("plain", False), ("fused", True)):
+        r = run("train.py", *tiny(tmp_path / name, char_dataset, max_iters=12, eval_interval=6, fused_loss=fused))
+        assert r.returncode == 0, r.stderr
+    plain, fused = (read_metrics(tmp_path / name) for name in ("plain", "fused"))
+    for a, b in zip(plain, fused):
+        key = "val_loss" if "val_loss" in a else "loss"
+        assert b[key] == pytest.approx(a[key], rel=1e-5), (a["iter"], key)
+
+
+def test_the_fused_loss_falls_back_where_torch_lacks_it(char_dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy")
+    model = train.build(config(char_dataset, tmp_path, fused_loss=True), "cpu")[0]
+    assert model.fused_loss is False
+    assert "computing the loss from the logits" in capsys.readouterr().out
