@@ -279,20 +279,34 @@ def mean_curve(rs):
     return iters, wall, [sum(v) / len(v) for v in loss], [min(v) for v in loss], [max(v) for v in loss]
 
 
+ZOOM = 0.25  # the loss axis shows the curves from this fraction of the run on, where they differ
+
+
 def plot(panels, path):
-    """panels: (title, {label: runs}); one row per panel: val loss against iteration and wall time."""
+    """panels: (title, {label: runs}); one row per panel: val loss against iteration and wall time,
+    the loss axis zoomed to the last three quarters of training (the first quarter's fall from
+    ~4 nats is the same for every activation and would flatten the differences)."""
     fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4 * len(panels)), squeeze=False)
     for row, (title, curves) in zip(axes, panels):
+        shown = []
         for i, (label, rs) in enumerate(curves.items()):
             iters, wall, mean, lo, hi = mean_curve(rs)
             for ax, x in zip(row, (iters, wall)):
                 ax.plot(x, mean, color=f"C{i % 10}", label=f"{label} ({len(rs)} seeds)")
                 ax.fill_between(x, lo, hi, color=f"C{i % 10}", alpha=0.2)
+            late = [k for k, it in enumerate(iters) if it >= ZOOM * iters[-1]]
+            shown += [lo[k] for k in late] + [hi[k] for k in late]
+        margin = 0.05 * (max(shown) - min(shown)) or 0.01
         for ax, xlabel in zip(row, ("iteration", "wall time (s)")):
-            ax.set(xlabel=xlabel, ylabel="val loss", title=f"{title}: mean over seeds, band min–max")
+            ax.set(xlabel=xlabel, ylabel="val loss", ylim=(min(shown) - margin, max(shown) + margin),
+                   title=f"{title}: mean over seeds, band min–max")
             ax.grid(alpha=0.3)
         row[0].legend()
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
@@ -452,7 +466,8 @@ def write(sweep, runs, command):
         panels.append((title, curves))
         printed += [f"[{title}] {v[2:]}" if len(groups_by_cell) > 1 else v[2:] for v in found]
     lines += ["", "## Loss curves", "", "Validation loss, mean over seeds with a min–max band; "
-              "each activation at its best learning rate where the grid has one.", "", "![val loss](loss.png)", ""]
+              "each activation at its best learning rate where the grid has one. The loss axis shows the last "
+              "three quarters of training, where the curves differ.", "", "![val loss](loss.png)", ""]
     write_csv(records, sweep, os.path.join(out_dir, "runs.csv"))
     plot(panels, os.path.join(out_dir, "loss.png"))
     path = os.path.join(out_dir, "report.md")

@@ -307,12 +307,18 @@ def test_verdict_wording_follows_the_numbers():
     assert "n/a" in report.verdict("gelu", "relu", {"gelu": groups["gelu"][:1], "relu": groups["relu"]})
 
 
-def test_confirm_seeds_run_at_each_activations_best_rate_only(tmp_path, char_dataset):
+@pytest.fixture(scope="module")
+def two_stage(tmp_path_factory, char_dataset):
+    tmp = tmp_path_factory.mktemp("two")
+    path = write_sweep(tmp, char_dataset, name="two", activations=["gelu", "relu"], seeds=[1],
+                       confirm_seeds=[2], grid={"learning_rate": [1e-4, 3e-2]}, parallel=2)
+    return SimpleNamespace(tmp=tmp, path=path, out=run_sweep(path))
+
+
+def test_confirm_seeds_run_at_each_activations_best_rate_only(two_stage):
     """Two stages: seed 1 at every rate picks each activation's best rate; seed 2 runs there only,
     and the report judges on both seeds while choosing on seed 1 alone."""
-    path = write_sweep(tmp_path, char_dataset, name="two", activations=["gelu", "relu"], seeds=[1],
-                       confirm_seeds=[2], grid={"learning_rate": [1e-4, 3e-2]}, parallel=2)
-    out = run_sweep(path)
+    tmp_path, out = two_stage.tmp, two_stage.out
     assert out.returncode == 0, out.stdout + out.stderr
     done = summaries(os.path.join(str(tmp_path), "results", "two", "runs"))
     best = {a: min((1e-4, 3e-2), key=lambda lr: done[f"{a}-lr{sweep.label(lr)}-s1"]["best_val_loss"])
@@ -325,6 +331,37 @@ def test_confirm_seeds_run_at_each_activations_best_rate_only(tmp_path, char_dat
     gelu = report_rows(text, "gelu")[-2]  # the best-rate table (the last is the hidden-unit table)
     assert gelu[1] == f"{best['gelu']:g}" and gelu[2] == "2"
     assert "is at the edge of the grid" in text  # a two-value grid has nothing but edges
+
+
+def test_the_study_tables_what_the_sweeps_recorded(two_stage, tiny, tmp_path):
+    """study.py over a two-stage sweep (a size) and the gelu/relu sweep (a length), from their records."""
+    import study
+
+    path = tmp_path / "study.py"
+    path.write_text(f"name = 'st'\nsizes = [{two_stage.path!r}]\nlength = {tiny.path!r}\nat = [2, 4]\n"
+                    f"compare = ['relu']\nout_dir = {str(tmp_path)!r}\n")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert study.main([str(path)]) == 0
+    text = (tmp_path / "st" / "study.md").read_text()
+    two = summaries(os.path.join(str(two_stage.tmp), "results", "two", "runs"))
+    best = {a: min((1e-4, 3e-2), key=lambda lr: two[f"{a}-lr{sweep.label(lr)}-s1"]["best_val_loss"])
+            for a in ("gelu", "relu")}
+    size = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| two |")]
+    for cell, a in zip(size[0][2:4], ("gelu", "relu")):
+        losses = [two[f"{a}-lr{sweep.label(best[a])}-s{seed}"]["best_val_loss"] for seed in (1, 2)]
+        assert cell == f"{best[a]:g}: {sum(losses) / 2:.4f} (2 seeds)"
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if re.match(r"\| [24] \|", line)}
+
+    def val_loss(run, it):
+        with open(os.path.join(tiny.runs_dir, run, "metrics.jsonl")) as f:
+            return next(r["val_loss"] for r in map(json.loads, f) if r["iter"] == it and "val_loss" in r)
+
+    for it in (2, 4):
+        diff = sum(val_loss(f"relu-s{seed}", it) - val_loss(f"gelu-s{seed}", it) for seed in (1, 2)) / 2
+        assert f"{diff:+.4f} [" in rows[str(it)]
+    for name in ("size.png", "lr.png", "length.png"):
+        assert plt.imread(tmp_path / "st" / name).shape[2] in (3, 4)
 
 
 @pytest.mark.parametrize("keys, message", [
