@@ -301,9 +301,6 @@ def build(cfg, device_type):
     tok = tokenizer.for_dataset(dataset_dir(cfg.dataset))
     if cfg.init_from == "auto":
         cfg.init_from = "resume" if os.path.exists(os.path.join(cfg.out_dir, cfg.checkpoint)) else "scratch"
-    elif cfg.init_from != "resume" and not cfg.eval_only and os.path.exists(os.path.join(cfg.out_dir, "ckpt.pt")):
-        raise UserError(f"out_dir={cfg.out_dir!r} already holds a run (ckpt.pt); continue it with --init_from=resume "
-                        f"(or auto), or start this one in another out_dir")
     state = None
     if cfg.init_from == "resume":
         model, state, start = resume(cfg, tok)
@@ -599,7 +596,16 @@ def finish(cfg, ranks, model, batches, records, start, throughput):
 # ------------------------------------------------------------------------------------- the run
 
 
+def keep_finished_runs(cfg):
+    """A new run never overwrites one that out_dir already holds."""
+    if cfg.init_from not in ("resume", "auto") and not cfg.eval_only and \
+            os.path.exists(os.path.join(cfg.out_dir, "ckpt.pt")):
+        raise UserError(f"out_dir={cfg.out_dir!r} already holds a run (ckpt.pt); continue it with --init_from=resume "
+                        f"(or auto), or start this one in another out_dir")
+
+
 def train(cfg, ranks, device_type):
+    keep_finished_runs(cfg)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     raw, optimizer, scaler, start = build(cfg, device_type)
