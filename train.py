@@ -555,12 +555,19 @@ class Throughput:
 
 
 def git_revision():
+    """The code's commit, with '-dirty' when a tracked file outside results/ differs from it (a
+    sweep rewrites its own reports under results/ as it runs: they are not the code)."""
+    def git(*args):
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+        return out.stdout.strip()
+
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10)
-        return out.stdout.strip() or None
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     except (OSError, subprocess.SubprocessError):
         return None
+    return f"{commit}-dirty" if commit and changed else commit or None
 
 
 def finish(cfg, ranks, model, batches, records, start, throughput):
