@@ -5,6 +5,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,26 @@ def tiny(out_dir, dataset, **overrides):
                  lr_decay_iters=30, min_lr=3e-4, threads=1)
     flags.update(overrides)
     return [f"--{k}={v}" for k, v in flags.items()]
+
+
+def torchrun_workers(proc, n=2):
+    """The PIDs of the n worker processes that a torchrun launcher (a Popen) started, found by their
+    parent PID across /proc (a thread's /proc children list can miss processes)."""
+    deadline = time.time() + 60
+    while True:
+        pids = []
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue  # exited while we looked
+            if ppid == proc.pid:
+                pids.append(int(entry))
+        if len(pids) == n:
+            return pids
+        assert proc.poll() is None and time.time() < deadline, f"torchrun has workers {pids}, not {n}"
+        time.sleep(0.05)
 
 
 def read_metrics(out_dir):

@@ -23,7 +23,9 @@ def test_every_check_passes_in_a_cpu_rehearsal(tmp_path):
     log = (tmp_path / "gpu_check.md").read_text()
     assert "fsdp" in what and "FSDP with activation checkpointing vs DDP" in what["fsdp"]
     assert re.search(r"planned [\d.]+ GiB; nothing to measure on a CPU", what["memory"])
-    assert "9 of 9 checks passed" in log and log.count("(exit 0,") == 12 and "(exit 143)" in log
+    # every command the checks ran exited 0 (12 of them, and data/shakespeare_char/prepare.py on a fresh clone)
+    exits = re.findall(r"\(exit (\d+), \d+ s\)", log)
+    assert "9 of 9 checks passed" in log and len(exits) >= 12 and set(exits) == {"0"} and "(exit 143)" in log
 
 
 def test_a_failing_check_is_reported(tmp_path):

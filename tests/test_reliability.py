@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, read_metrics, run, tiny
+from conftest import REPO, read_metrics, run, tiny, torchrun_workers
 
 import checkpoint
 
@@ -103,9 +103,7 @@ def test_torchrun_restarts_a_killed_worker_and_loses_nothing(char_dataset, tmp_p
     assert r.returncode == 0, r.stderr
     proc = start(args, tmp_path, torchrun)
     wait_for(lambda: (tmp_path / "run" / "ckpt.pt").exists() and last_iter(tmp_path / "run") >= 50, proc)
-    with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
-        workers = [int(p) for p in f.read().split()]
-    assert len(workers) == 2
+    workers = torchrun_workers(proc)
     os.kill(workers[1], signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, read_metrics, run, tiny
+from conftest import REPO, read_metrics, run, tiny, torchrun_workers
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
 # 24 iterations of 4 global micro-steps with dropout, evaluated every 8
@@ -69,13 +69,12 @@ def test_an_fsdp_run_stopped_by_a_signal_resumes_exactly(char_dataset, tmp_path)
     while not any("loss" in m and m["iter"] >= 20 for m in read_metrics_safe(tmp_path / "run")):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.02)
-    with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
-        workers = [int(p) for p in f.read().split()]
+    workers = torchrun_workers(proc)
     for pid in workers:  # as a scheduler stops a job: every process at once
         os.kill(pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     stopped = re.search(r"stopped by signal 15 after iteration (\d+)", out)
-    assert stopped, out + err
+    assert stopped, f"workers {workers} were sent SIGTERM\n{out[-3000:]}{err}"
     r = run(*TORCHRUN, "train.py", *args)
     assert r.returncode == 0, r.stderr
     assert f"at iteration {int(stopped[1]) + 1}" in r.stdout
