@@ -4,7 +4,8 @@
 # python sweep.py config/sweep_lr_cpu.py
 #
 # Cost on a 2-core CPU, estimated from measured speed (~98 s per run with 2 runs side by side, as in
-# sweep_claim_cpu.py): 36 runs, about 30 minutes (measured: 96-116 s per run, 2 at a time).
+# sweep_claim_cpu.py): 36 runs, about 30 minutes (measured: 96-116 s per run, 2 at a time; on
+# another 2-core machine, with other jobs sharing the cores, 48 minutes, 111-192 s per run).
 name = "lr_cpu"
 base = "config/train_shakespeare_char_cpu.py"
 activations = ["gelu", "relu", "none"]
