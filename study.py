@@ -108,9 +108,9 @@ def at_iteration(rs, it):
     """Records whose val loss at iteration it stands in for their best, for report.pair."""
     out = []
     for r in rs:
-        loss = next((e["val_loss"] for e in r.evals if e["iter"] == it), None)
-        if loss is not None:
-            out.append(SimpleNamespace(run=r.run, best=loss))
+        e = next((e for e in r.evals if e["iter"] == it), None)
+        if e is not None:
+            out.append(SimpleNamespace(run=r.run, best=e["val_loss"], gap=e["val_loss"] - e["train_loss"]))
     return out
 
 
@@ -119,12 +119,17 @@ def length_section(study, s, records):
     ref = groups[s.reference]
     summary = ref[0].summary
     header = ["iteration", "passes over the training text",
-              *(f"`{a}` val loss (mean)" for a in groups), *(f"{a} − {s.reference} [95% CI], p" for a in study.compare)]
+              *(f"`{a}` val loss (val − train)" for a in groups),
+              *(f"{a} − {s.reference} [95% CI], p" for a in study.compare)]
     rows = []
     for it in study.at:
         passes = it * summary["tokens_seen"] / summary["iters"] / summary["train_tokens"]
-        means = [report.mean_std([r.best for r in at_iteration(rs, it)])[0] for rs in groups.values()]
-        rows.append([f"{it:,}", f"{passes:.1f}", *(f"{m:.4f}" for m in means),
+        cells = []
+        for rs in groups.values():
+            now = at_iteration(rs, it)
+            val, gap = (report.mean_std([getattr(r, k) for r in now])[0] for k in ("best", "gap"))
+            cells.append(f"{val:.4f} ({gap:+.3f})")
+        rows.append([f"{it:,}", f"{passes:.1f}", *cells,
                      *(fmt(difference(at_iteration(groups[a], it), at_iteration(ref, it))) for a in study.compare)])
     best = [f"- `{a}`: best val loss {report.mean_std([r.best for r in rs])[0]:.4f} at iteration "
             f"{report.best_iterations(rs)}" for a, rs in groups.items()]
@@ -173,7 +178,10 @@ def main(argv):
         s, records = records_of(study.length)
         table, best = length_section(study, s, records)
         lines += ["", "## Over longer training", "", f"Sweep [{s.name}](../{s.name}/report.md): val loss at "
-                  "given iterations of the same runs, differences paired by seed.", "", table, "", *best, "",
+                  "given iterations of the same runs, differences paired by seed; in brackets, the mean gap "
+                  "between val and train loss, which widens as a model memorises the text it sees again. The "
+                  "learning rate follows one cosine over all the iterations, so an early row is not a shorter run "
+                  "(those are in the size table).", "", table, "", *best, "",
                   "![differences over training](length.png)"]
         length_figure(study, s, records, os.path.join(folder, "length.png"))
     path = os.path.join(folder, "study.md")

@@ -353,13 +353,17 @@ def test_the_study_tables_what_the_sweeps_recorded(two_stage, tiny, tmp_path):
         assert cell == f"{best[a]:g}: {sum(losses) / 2:.4f} (2 seeds)"
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if re.match(r"\| [24] \|", line)}
 
-    def val_loss(run, it):
+    def evaluation(run, it):
         with open(os.path.join(tiny.runs_dir, run, "metrics.jsonl")) as f:
-            return next(r["val_loss"] for r in map(json.loads, f) if r["iter"] == it and "val_loss" in r)
+            return next(r for r in map(json.loads, f) if r["iter"] == it and "val_loss" in r)
 
     for it in (2, 4):
-        diff = sum(val_loss(f"relu-s{seed}", it) - val_loss(f"gelu-s{seed}", it) for seed in (1, 2)) / 2
+        e = {(a, seed): evaluation(f"{a}-s{seed}", it) for a in ("gelu", "relu") for seed in (1, 2)}
+        diff = sum(e["relu", seed]["val_loss"] - e["gelu", seed]["val_loss"] for seed in (1, 2)) / 2
         assert f"{diff:+.4f} [" in rows[str(it)]
+        val = sum(e["gelu", seed]["val_loss"] for seed in (1, 2)) / 2
+        gap = sum(e["gelu", seed]["val_loss"] - e["gelu", seed]["train_loss"] for seed in (1, 2)) / 2
+        assert f"| {val:.4f} ({gap:+.3f}) |" in rows[str(it)]
     for name in ("size.png", "lr.png", "length.png"):
         assert plt.imread(tmp_path / "st" / name).shape[2] in (3, 4)
 
