@@ -254,6 +254,9 @@ class Checks:
         floor = re.search(r"matmul floor: ([\d.]+) ms", r.stdout)
         if r.returncode or not (ours and theirs and floor):
             return False, f"bench.py exited {r.returncode}"
+        unavailable = re.search(r"^fused_loss needs .*?;", r.stdout, re.M)  # then ours is the plain step
+        if unavailable:
+            return False, unavailable[0].rstrip(";")
         speedup = float(theirs[1]) / float(ours[1])
         return self.cfg.smoke or speedup >= STEP_GOAL, (
             f"batch {batch}{''.join(f', {k}={v}' for k, v in more.items())}: ours {ours[1]} ms ({ours[2]}), nanoGPT's "

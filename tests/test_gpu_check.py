@@ -2,9 +2,13 @@
 on the CPU (the orchestration, the parsing of each script's output, the PASS/FAIL table and the log),
 a failing check reported as FAIL, and its argument errors."""
 
+import io
 import re
+from contextlib import redirect_stdout
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from conftest import run
 
@@ -53,3 +57,24 @@ def test_the_speed_goals_are_measured_in_a_cpu_rehearsal(tmp_path):
     assert step and float(step[3]) == pytest.approx(float(step[2]) / float(step[1]), abs=0.006)
     assert re.search(r"^PASS  sample 10.6M: [\d,.]+ tokens/s with the cache: [\d.]+x no cache \(goal 5.0x\), [\d.]+x "
                      r"nanoGPT's generate; identical tokens: yes$", r.stdout, re.M)
+
+
+def test_a_fused_loss_row_fails_where_torch_lacks_the_fused_loss(tmp_path, monkeypatch):
+    """On a torch without linear_cross_entropy, bench.py times the plain step; the row must not
+    pass it off as the fused one."""
+    import subprocess
+
+    import gpu_check
+    import train
+
+    cfg = SimpleNamespace(device="cpu", smoke=True, out_dir=str(tmp_path))
+    checks = gpu_check.Checks(cfg)
+    monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy")
+    with redirect_stdout(io.StringIO()) as note:
+        train.fused_loss_works()
+    bench = (f"{note.getvalue()}ours: 10.00 ms (9.90-10.10) per iteration, 1 tokens/s, MFU 1.0% of measured peak\n"
+             "nanoGPT-style: 11.00 ms (10.90-11.10) per iteration, 1 tokens/s, MFU 0.9% of measured peak\n"
+             "matmul floor: 5.00 ms per iteration\n")
+    monkeypatch.setattr(checks, "sh", lambda *args, **kw: subprocess.CompletedProcess(args, 0, bench, ""))
+    ok, what = checks.step_speed(12, fused_loss=True)
+    assert not ok and what.startswith("fused_loss needs torch.nn.functional.linear_cross_entropy (torch >= 2.13")
