@@ -1,8 +1,9 @@
 """
 Guards sweep.py and report.py: a tiny real sweep (train.py subprocesses on a small char corpus) makes
 a report that agrees with its run records; a sweep stopped mid-way resumes without redoing finished
-runs; a failed run is reported and the sweep goes on; every sweep file in config/ resolves; and the
-statistics match values computed by hand (closed forms and printed t tables).
+runs; a failed run is reported and the sweep goes on; every sweep file in config/ resolves; the
+statistics match values computed by hand (closed forms and printed t tables); and every committed
+report under results/, and the study, is what its command writes from the committed records.
 """
 
 import csv
@@ -12,6 +13,8 @@ import json
 import math
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -399,3 +402,38 @@ def test_differences_are_paired_by_seed_not_by_position():
     row = report_rows(table, "relu")[0]
     assert row[1] == "3" and row[4] == f"{mean:+.4f}"
     assert "paired t-test over 3 seeds" in report.verdict("gelu", "relu", {"gelu": gelu, "relu": relu})
+
+
+COMMITTED = sorted(glob.glob(os.path.join(ROOT, "results", "*", "report.md")))
+
+
+@pytest.mark.parametrize("committed", COMMITTED, ids=lambda p: os.path.basename(os.path.dirname(p)))
+def test_committed_reports_regenerate_from_their_records(committed, tmp_path):
+    """Each report.md and runs.csv under results/ is what its own regenerate command writes from the
+    committed run records today (into a scratch folder: the committed files are not touched)."""
+    folder = os.path.dirname(committed)
+    with open(committed) as f:
+        text = f.read()
+    command = shlex.split(re.search(r"from the run records: `(.+?)`", text)[1])
+    assert command[:2] == ["python", "sweep.py"]
+    name = os.path.basename(folder)
+    shutil.copytree(os.path.join(folder, "runs"), tmp_path / name / "runs")
+    r = subprocess.run([sys.executable, *command[1:], f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    for file in ("report.md", "runs.csv"):
+        with open(os.path.join(folder, file)) as f, open(tmp_path / name / file) as g:
+            want, got = f.read(), g.read()
+        if file == "report.md":  # the regenerate line names the scratch folder
+            got = got.replace(f" --out_dir={tmp_path}", "")
+        assert got == want, f"{name}/{file} differs from its regeneration"
+
+
+def test_the_committed_study_regenerates(tmp_path):
+    with open(os.path.join(ROOT, "results", "study_cpu", "study.md")) as f:
+        want = f.read()
+    r = subprocess.run([sys.executable, "study.py", "config/study_cpu.py", f"--out_dir={tmp_path}"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = (tmp_path / "study_cpu" / "study.md").read_text().replace(f" --out_dir={tmp_path}", "")
+    assert got == want
