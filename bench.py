@@ -34,7 +34,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import plan
 import train
-from runtime import Batches, autocast, compile_works, dataset_dir, resolve_device, tokens_per_iter
+from runtime import Batches, autocast, compile_for_sampling, compile_works, dataset_dir, resolve_device, tokens_per_iter
 from configurator import UserError, configure, run_main
 from model import ACTIVATIONS, MLP, GPTConfig
 
@@ -311,8 +311,8 @@ def bench_sample(cfg, device_type):
     when compile=True), without it, and of nanoGPT's generate, from the same prompt and seed."""
     eager = train.build(cfg, device_type)[0].eval()
     model = copy.deepcopy(eager)
-    if cfg.compile:  # CUDA graphs on CUDA: a decode step of fixed shapes replays as one graph
-        model.compile(mode="reduce-overhead" if device_type == "cuda" else "default")
+    if cfg.compile:
+        compile_for_sampling(model, cfg.device)
     ctx = autocast(cfg, device_type)
     rng = torch.Generator().manual_seed(cfg.seed)
     prompt = torch.randint(model.config.vocab_size, (1, cfg.prompt_len), generator=rng).to(cfg.device)

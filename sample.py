@@ -15,7 +15,7 @@ import checkpoint
 import hf
 import tokenizer
 from configurator import UserError, configure, run_main
-from runtime import autocast, dataset_dir, resolve_device
+from runtime import autocast, compile_for_sampling, dataset_dir, resolve_device
 
 DEFAULTS = dict(
     init_from="resume",  # 'resume' (from out_dir), 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', or a folder
@@ -72,9 +72,8 @@ def main(argv):
             raise UserError(f"{cfg.init_from} has a {model.config.vocab_size}-token vocabulary, not GPT-2's BPE; "
                             "sample from the checkpoint it was exported from (--init_from=resume --out_dir=...)")
     model.eval().to(cfg.device)
-    if cfg.compile:  # in place: torch.compile(model) would leave model.generate eager
-        # On CUDA, CUDA graphs: the cached decode step has fixed shapes and replays as one graph.
-        model.compile(mode="reduce-overhead" if device_type == "cuda" else "default")
+    if cfg.compile:
+        compile_for_sampling(model, cfg.device)
     start = cfg.start
     if start.startswith("FILE:"):
         path = start[5:]

@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, read_metrics, run, tiny
 
 import checkpoint
+import runtime
 import train
 
 LOSS_KEYS = ("loss", "train_loss", "val_loss")
@@ -111,3 +112,16 @@ def test_resume_at_another_world_size(first, then, char_dataset, tmp_path):
     assert [(i, k) for i, k, _ in losses(got)] == [(i, k) for i, k, _ in losses(want)]
     for (i, k, a), (_, _, b) in zip(losses(got), losses(want)):
         assert a == pytest.approx(b, rel=1e-5, abs=0), (i, k)
+
+
+def test_sampling_compiles_with_cuda_graphs_on_cuda_only(monkeypatch):
+    """sample.py and bench.py compile generate's model through one helper: CUDA graphs
+    (reduce-overhead) on CUDA, the default mode elsewhere, and nothing where compiling fails."""
+    modes = []
+    model = SimpleNamespace(compile=lambda mode: modes.append(mode))
+    monkeypatch.setattr(runtime, "compile_works", lambda device: True)
+    for device in ("cuda:0", "cuda", "cpu"):
+        runtime.compile_for_sampling(model, device)
+    monkeypatch.setattr(runtime, "compile_works", lambda device: False)
+    runtime.compile_for_sampling(model, "cuda")
+    assert modes == ["reduce-overhead", "reduce-overhead", "default"]
