@@ -12,59 +12,24 @@ from the reference is taken seed by seed and tested with a paired t-test (scipy.
 import csv
 import io
 import json
-import math
 import os
 from collections import Counter
 from types import SimpleNamespace
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-from scipy import stats  # noqa: E402
 
 import files  # noqa: E402
 from configurator import UserError  # noqa: E402
+from stats import ALPHA, interval95, mean_std, paired_t, parabola, seeds_needed, tost  # noqa: E402
 
-ALPHA = 0.05
 TUNED = "learning_rate"  # with this axis in the grid, each activation is compared at its own best value
+WHOLE, SUBSET = "best_full_val_loss", "best_val_loss"  # summary.json's scores of a run's best model
 CLAIMS = [("gelu", "relu"), ("none", "gelu"), ("none", "relu")]
 SHOWN = {"gelu": "GELU", "relu": "ReLU", "none": "'none'"}
-
-
-# ---------------------------------------------------------------------------------------------
-# Statistics
-
-def mean_std(xs):
-    """Mean and sample standard deviation (n-1); the std is nan for one value."""
-    n = len(xs)
-    m = sum(xs) / n
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1)) if n > 1 else float("nan")
-
-
-def interval95(xs):
-    """95% confidence interval of the mean (Student t); None for fewer than 2 values."""
-    if len(xs) < 2:
-        return None
-    m, s = mean_std(xs)
-    half = stats.t.ppf(0.975, len(xs) - 1) * s / math.sqrt(len(xs))
-    return m - half, m + half
-
-
-def paired_t(xs, ys):
-    """Paired t-test of xs - ys (two-sided) and the 95% interval of the mean difference; None for
-    fewer than 2 pairs."""
-    d = [x - y for x, y in zip(xs, ys)]
-    n = len(d)
-    if n < 2:
-        return None
-    m, s = mean_std(d)
-    if s == 0:  # identical differences: no spread to test against (scipy would give nan)
-        t, p = (math.copysign(math.inf, m), 0.0) if m else (0.0, 1.0)
-    else:
-        t, p = (float(v) for v in stats.ttest_rel(xs, ys))
-    half = stats.t.ppf(0.975, n - 1) * s / math.sqrt(n)
-    return SimpleNamespace(n=n, mean=m, sd=s, t=t, p=p, lo=m - half, hi=m + half)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,10 +65,21 @@ def load_records(runs):
             continue
         with open(os.path.join(run.dir, "metrics.jsonl")) as f:
             evals = [r for r in map(json.loads, f) if "val_loss" in r]
-        records.append(SimpleNamespace(run=run, summary=summary, evals=evals, best=summary["best_val_loss"],
+        records.append(SimpleNamespace(run=run, summary=summary, evals=evals, subset=summary["best_val_loss"],
                                        host=read_optional(run, "host.json"),
                                        analysis=read_optional(run, "analysis.json")))
+    metric = score_of(records)
+    for r in records:
+        r.best = r.summary[metric]  # what every table, test and choice of rate uses
     return records, missing
+
+
+def score_of(records):
+    """The summary field runs are judged by: the best model's loss on the whole validation split,
+    or, for records made before runs scored it (or where one run could not), the best periodic
+    evaluation's on its fixed subset, for every run alike."""
+    whole = records and all(r.summary.get(WHOLE) is not None for r in records)
+    return WHOLE if whole else SUBSET
 
 
 def cell_key(axes, sweep):
@@ -141,23 +117,30 @@ def by_activation(records, sweep):
     return {a: rs for a, rs in groups.items() if rs}
 
 
-def at_best_rate(records, sweep):
-    """Each activation's runs at its learning rate of lowest mean best val loss over the sweep's
-    `seeds` (run at every rate), and that rate; confirm_seeds, run at the best rate only, are among
-    the runs returned but play no part in choosing it."""
-    best = {}
+def choice(records, sweep):
+    """Each activation's learning rate and the runs that judge it at that rate. The rate is the one of
+    lowest mean score over the selection seeds (`seeds`, run at every rate), or the one fixed_rates
+    gives; the judges are the held-out seeds (`heldout_seeds`, never used in selection) where the
+    sweep has them, else the selection seeds themselves. edge: the chosen rate is the grid's lowest
+    or highest, so the optimum may lie beyond it."""
+    grid, judges, out = sweep.grid.get(TUNED, []), sweep.heldout_seeds or sweep.seeds, {}
     for activation, rs in by_activation(records, sweep).items():
-        chosen_by = [r for r in rs if r.run.seed in sweep.seeds]
-        rates = sorted({r.run.axes[TUNED] for r in chosen_by})
-        means = {lr: mean_std([r.best for r in chosen_by if r.run.axes[TUNED] == lr])[0] for lr in rates}
-        lr = min(rates, key=means.get)
-        best[activation] = (lr, [r for r in rs if r.run.axes[TUNED] == lr])
-    return best
+        selection = [r for r in rs if r.run.seed in sweep.seeds and activation not in sweep.fixed_rates]
+        rate = sweep.fixed_rates.get(activation)
+        if rate is None:
+            rates = sorted({r.run.axes[TUNED] for r in selection})
+            means = {lr: mean_std([r.best for r in selection if r.run.axes[TUNED] == lr])[0] for lr in rates}
+            rate = min(rates, key=means.get)
+        out[activation] = SimpleNamespace(
+            rate=rate, selection=selection, fixed=activation in sweep.fixed_rates,
+            edge=activation not in sweep.fixed_rates and len(grid) > 1 and rate in (min(grid), max(grid)),
+            runs=[r for r in rs if r.run.axes[TUNED] == rate and r.run.seed in judges])
+    return out
 
 
-def pair(xs, ys):
-    """Best val losses of two lists of runs, matched by seed."""
-    x, y = ({r.run.seed: r.best for r in rs} for rs in (xs, ys))
+def pair(xs, ys, score="best"):
+    """Scores of two lists of runs, matched by seed."""
+    x, y = ({r.run.seed: getattr(r, score) for r in rs} for rs in (xs, ys))
     seeds = [s for s in x if s in y]
     return [x[s] for s in seeds], [y[s] for s in seeds]
 
@@ -182,7 +165,7 @@ def markdown_table(header, rows):
 def comparison_table(groups, reference, rates=None):
     """One row per activation: spread over seeds, and the paired difference from the reference.
     groups: activation -> runs; rates: activation -> learning rate, shown when given."""
-    header = ["activation", *(["learning rate"] if rates else []), "seeds", "best val loss (mean ± std)",
+    header = ["activation", *(["learning rate"] if rates else []), "seeds", "score (mean ± std)",
               "95% CI", f"Δ vs {reference} (paired by seed)", "95% CI of Δ", "p (paired t)", "params",
               "tokens/s (mean)", "final val loss (mean)", "best at iteration"]
     rows = []
@@ -213,27 +196,48 @@ def best_iterations(rs):
     return f"{min(its):,}" if min(its) == max(its) else f"{min(its):,}–{max(its):,}"
 
 
-def verdict(a, b, groups):
-    """One line on 'a vs b', worded by the numbers: which is better (lower val loss), by how much,
-    the 95% interval, p, and whether that is significant at ALPHA."""
+def verdict(a, b, groups, margin, refused=""):
+    """One line on 'a vs b', worded no stronger than its tests: 'X better' only where the paired
+    t-test gives p < ALPHA, 'equivalent' only where the TOST interval lies inside the margin fixed
+    before the runs, 'inconclusive' otherwise (with the seeds that would settle it), and no verdict
+    at all where a learning rate was not bracketed by the grid (refused says why)."""
     title = f"{SHOWN[a]} vs {SHOWN[b]}"
+    if refused:
+        return f"- {title}: **no verdict**: {refused}"
     test = paired_t(*pair(groups[a], groups[b]))
     if test is None:
         return f"- {title}: n/a (fewer than 2 seeds run with both)"
-    if test.mean == 0:
-        lead = f"{SHOWN[a]} and {SHOWN[b]} reach the same mean best val loss"
+    better = SHOWN[a] if test.mean < 0 else SHOWN[b]
+    equivalence = tost(test, margin) if margin > 0 else None
+    equivalent = equivalence is not None and equivalence.equivalent
+    subset = paired_t(*pair(groups[a], groups[b], "subset"))
+    facts = (f"{SHOWN[a]} − {SHOWN[b]} = {test.mean:+.4f}, 95% CI {fmt_interval((test.lo, test.hi))}, paired t-test "
+             f"over {test.n} seeds p = {fmt_p(test.p)}, sd of the differences {test.sd:.4f}")
+    if equivalence is not None:
+        facts += f"; TOST 90% CI {fmt_interval((equivalence.lo, equivalence.hi))} against ±{margin:g}"
+    if subset is not None and subset.mean != test.mean:
+        facts += f"; on the periodic evaluation's subset the difference was {subset.mean:+.4f}"
+    if test.p < ALPHA and equivalent:
+        word = f"**{better} better, by less than the ±{margin:g} margin** (both different and equivalent)"
+    elif test.p < ALPHA:
+        word = f"**{better} better**"
+    elif equivalent:
+        word = f"**equivalent within ±{margin:g}**"
     else:
-        better, worse = (a, b) if test.mean < 0 else (b, a)
-        lead = f"{SHOWN[better]} is better than {SHOWN[worse]} by {abs(test.mean):.4f} in val loss"
-    size = f"{abs(test.mean) / test.sd:.2f} sd of the paired differences" if test.sd else "no spread in the differences"
-    significant = "significant" if test.p < ALPHA else "not significant"
-    return (f"- {title}: {lead} ({size}; 95% CI of {SHOWN[a]} − {SHOWN[b]}: {fmt_interval((test.lo, test.hi))}; "
-            f"paired t-test over {test.n} seeds, two-sided p = {fmt_p(test.p)}): {significant} at alpha "
-            f"{ALPHA} at this scale")
+        need = seeds_needed(test.sd, margin) if margin > 0 else None
+        word = "**inconclusive**" + (
+            f" (no difference at alpha {ALPHA}, and no equivalence margin was fixed before these runs)" if not margin
+            else f" (neither a difference at alpha {ALPHA} nor equivalence within ±{margin:g}; "
+                 + (f"{need} seeds would detect a difference of {margin:g} with 80% power at this spread)"
+                    if need else "no feasible number of seeds would)"))
+    return f"- {title}: {word}: {facts}"
 
 
-def verdicts(groups):
-    return [verdict(a, b, groups) for a, b in CLAIMS if a in groups and b in groups]
+def verdicts(groups, margin, refusals=None):
+    """The verdict lines of CLAIMS; refusals: activation -> why it cannot be judged."""
+    refusals = refusals or {}
+    return [verdict(a, b, groups, margin, "; ".join(refusals[x] for x in (a, b) if x in refusals))
+            for a, b in CLAIMS if a in groups and b in groups]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,6 +310,38 @@ def plot(panels, path):
     save_figure(fig, path)
 
 
+def plot_rates(panels, path):
+    """panels: (title, choice, fits): for each tuned activation, every selection seed's score (dots)
+    and their mean (line) against the learning rate, the parabola around the chosen rate (dashed)
+    and its minimum (star)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (title, chosen, fits) in zip(axes[0], panels):
+        points, means = [], []
+        for i, (activation, c) in enumerate(chosen.items()):
+            if c.fixed:
+                continue
+            color, rates = f"C{i % 10}", sorted({r.run.axes[TUNED] for r in c.selection})
+            mean = [mean_std([r.best for r in c.selection if r.run.axes[TUNED] == lr])[0] for lr in rates]
+            ax.scatter([r.run.axes[TUNED] for r in c.selection], [r.best for r in c.selection], color=color, s=12,
+                       alpha=0.5)
+            ax.plot(rates, mean, "o-", color=color, label=f"{activation}: chosen {c.rate:g}")
+            fit = fits.get(activation)
+            if fit and fit.optimum:
+                xs = np.geomspace(fit.rates[0], fit.rates[-1], 60)
+                ax.plot(xs, np.polyval(fit.optimum.coef, np.log10(xs)), "--", color=color)
+                ax.plot([fit.optimum.rate], [fit.optimum.loss], "*", color=color, markersize=12)
+            points += [r.best for r in c.selection]
+            means += mean
+        if points:  # a diverged rate would flatten the rest: show up to 0.3 above the lowest point
+            low = min(points) - 0.01
+            ax.set_ylim(low, min(max(means) + 0.02, low + 0.3))
+        ax.set(xscale="log", xlabel="learning rate", ylabel="score (val loss)", title=f"{title}: selection seeds")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def save_figure(fig, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -316,12 +352,12 @@ def save_figure(fig, path):
 def write_csv(records, sweep, path):
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["run", "activation", "seed", *sweep.grid, "best_val_loss", "final_val_loss", "n_params",
-                     "tokens_per_s", "wall_s"])
+    scores = ("best_val_loss", "final_val_loss", WHOLE, "final_full_val_loss")
+    writer.writerow(["run", "activation", "seed", *sweep.grid, *scores, "n_params", "tokens_per_s", "wall_s"])
     for r in records:
         s = r.summary
         writer.writerow([r.run.name, r.run.activation, r.run.seed, *(r.run.axes[a] for a in sweep.grid),
-                         s["best_val_loss"], s["final_val_loss"], s["n_params"], s["tokens_per_s"], s["wall_s"]])
+                         *(s.get(k) for k in scores), s["n_params"], s["tokens_per_s"], s["wall_s"]])
     files.atomic_write(path, lambda f: f.write(out.getvalue().encode()))
 
 
@@ -373,14 +409,27 @@ def header(sweep, records, missing, command):
     if unanalysed:
         lines.append(f"- no analysis.json (hidden units, collapse check) for {len(unanalysed)} of {len(records)} "
                      f"runs, left out of those tables: {', '.join(unanalysed)}")
-    lines += [
-        "",
-        "Loss is the best validation loss of a run (lower is better). Every activation runs with the same seeds, "
-        "and a seed fixes the initialisation and the batches, so differences from the reference "
-        f"(`{sweep.reference}`) are paired by seed and tested with a two-sided paired t-test; 95% intervals use "
-        "Student's t. Raw per-run values: runs.csv.",
-    ]
+    lines += ["", *score_note(records), "",
+              "Every activation runs with the same seeds, and a seed fixes the initialisation and the batches, so "
+              f"differences from the reference (`{sweep.reference}`) are paired by seed and tested with a "
+              "two-sided paired t-test; 95% intervals use Student's t. Raw per-run values: runs.csv."]
     return lines
+
+
+def score_note(records):
+    """What a run's score is, and how far the periodic evaluation's subset was from it."""
+    config = records[0].summary["config"]
+    subset = f"{config['eval_iters'] * config['batch_size'] * config['block_size']:,} tokens"
+    if score_of(records) == SUBSET:
+        return [f"A run's score is its best validation loss on the periodic evaluation's fixed subset ({subset}, "
+                "the same for every run); lower is better. These records predate the whole-split score."]
+    gaps = [r.subset - r.best for r in records]
+    tokens = distinct(f"{r.summary['full_val_tokens']:,}" for r in records)
+    return [f"A run's score is the loss of its best model (the periodic evaluation's choice, best.pt) on the whole "
+            f"validation split, every token once ({tokens} tokens), measured when the run ended; lower is better. "
+            f"The curves and 'best at iteration' use the periodic evaluation on a fixed subset ({subset}): its best "
+            f"val loss minus the whole split's was {sum(gaps) / len(gaps):+.4f} on average, from {min(gaps):+.4f} "
+            f"to {max(gaps):+.4f} over runs, an error every run shares in part, which no seed interval shows."]
 
 
 def cell_title(key, sweep):
@@ -394,46 +443,112 @@ def cell_title(key, sweep):
     return ", ".join(parts)
 
 
-def best_rate_note(sweep):
-    seeds = ", ".join(map(str, sweep.seeds))
-    note = (f"An activation's best learning rate is the one of lowest mean best val loss over seeds {seeds}, "
-            "which ran at every rate. ")
-    if sweep.confirm_seeds:
-        more = ", ".join(map(str, sweep.confirm_seeds))
-        return note + (f"Seeds {more} then ran at that rate only: they count in the comparison below but played "
-                       "no part in choosing the rate, so they judge it without the flattery of selection.")
-    return note + ("It is chosen on the same runs it is then judged by, which flatters every activation a "
-                   "little (most where seeds are few).")
+def seeds_text(seeds):
+    return ", ".join(map(str, seeds))
+
+
+def choice_note(sweep, chosen):
+    lines = [f"**Selection.** Each activation's learning rate is the one of lowest mean score over seeds "
+             f"{seeds_text(sweep.seeds)}, which ran at every rate of the grid (the tables above)."]
+    lines += [f"`{a}` runs at {c.rate:g}, a rate fixed before this sweep (its sweep file says where it comes "
+              "from), not chosen here." for a, c in chosen.items() if c.fixed]
+    if sweep.heldout_seeds:
+        lines.append(f"**Judging.** Seeds {seeds_text(sweep.heldout_seeds)} ran at the chosen rates only, after the "
+                     "choice, and played no part in it: they alone make the table and the verdicts below, so no "
+                     "verdict is flattered by the selection.")
+    else:
+        lines.append("**Judging.** The seeds that chose each rate also judge it, which flatters every activation "
+                     "a little (most where seeds are few); held-out seeds (`heldout_seeds`) would not.")
+    return " ".join(lines)
+
+
+def rate_fits(chosen, seeds):
+    """Per tuned activation: a parabola in log(rate) through the mean scores at the chosen rate and
+    its two neighbours on the grid (where it has both), and the same through each selection seed's
+    own scores: where the optimum lies between the grid's points, and how firmly."""
+    fits = {}
+    for activation, c in chosen.items():
+        rates = sorted({r.run.axes[TUNED] for r in c.selection})
+        if c.fixed or c.edge or len(rates) < 3:
+            continue
+        i = rates.index(c.rate)
+        three = rates[i - 1:i + 2]
+        scores = {(r.run.seed, r.run.axes[TUNED]): r.best for r in c.selection}
+        mean = [mean_std([v for (_, lr), v in scores.items() if lr == x])[0] for x in three]
+        per_seed = [parabola(three, [scores[seed, x] for x in three]) for seed in seeds
+                    if all((seed, x) in scores for x in three)]
+        fits[activation] = SimpleNamespace(rates=three, mean=mean, optimum=parabola(three, mean), per_seed=per_seed)
+    return fits
+
+
+def rate_fit_table(chosen, fits):
+    rows = []
+    for activation, c in chosen.items():
+        if c.fixed:
+            rows.append([f"`{activation}`", f"{c.rate:g} (fixed)", "", "", "", ""])
+            continue
+        fit = fits.get(activation)
+        if fit is None:
+            rows.append([f"`{activation}`", f"{c.rate:g}", "no: at the edge of the grid" if c.edge else "n/a",
+                         "", "", ""])
+            continue
+        located = [o.rate for o in fit.per_seed if o]
+        spread = (f"{min(located):.3g} to {max(located):.3g} ({len(located)} of {len(fit.per_seed)} seeds)"
+                  if located else "none")
+        rows.append([f"`{activation}`", f"{c.rate:g}", f"yes: {fit.rates[0]:g} and {fit.rates[2]:g}",
+                     f"{fit.optimum.rate:.3g}" if fit.optimum else "no minimum",
+                     f"{fit.optimum.loss:.4f}" if fit.optimum else "", spread])
+    return markdown_table(["activation", "chosen rate", "bracketed by", "fitted optimum", "fitted score",
+                           "fitted optimum per selection seed"], rows)
 
 
 def cell_section(title, rs, sweep):
-    """The markdown of one cell, its loss curves to plot (label -> runs) and its verdicts. With a
-    learning-rate axis, each activation is judged and plotted at its best rate."""
-    lines = ["", f"## {title}"]
+    """The markdown of one cell, its loss curves to plot (label -> runs), the choice of rates and
+    fits to plot, and its verdicts. With a learning-rate grid, each activation is judged and plotted
+    at its chosen rate."""
+    lines, choices = ["", f"## {title}"], None
     if len(sweep.grid.get(TUNED, ())) > 1:
-        for lr in sorted({r.run.axes[TUNED] for r in rs}):
-            lines += ["", f"### Learning rate {lr:g}", "",
-                      comparison_table(by_activation([r for r in rs if r.run.axes[TUNED] == lr], sweep),
+        chosen = choice(rs, sweep)
+        selection = [r for c in chosen.values() for r in c.selection]
+        for lr in sorted({r.run.axes[TUNED] for r in selection}):
+            lines += ["", f"### Learning rate {lr:g} (seeds {seeds_text(sweep.seeds)})", "",
+                      comparison_table(by_activation([r for r in selection if r.run.axes[TUNED] == lr], sweep),
                                        sweep.reference)]
-        best = at_best_rate(rs, sweep)
-        groups = {a: runs for a, (_, runs) in best.items()}
-        curves = {f"{a}, lr {lr:g}": runs for a, (lr, runs) in best.items()}
-        lines += ["", "### Each activation at its own best learning rate", "", best_rate_note(sweep), "",
-                  comparison_table(groups, sweep.reference, {a: lr for a, (lr, _) in best.items()})]
-        grid = sweep.grid[TUNED]
-        lines += [f"\n**The best rate of `{a}` ({lr:g}) is at the edge of the grid**: a rate beyond it may be "
-                  "better; widen the grid." for a, (lr, _) in best.items() if lr in (min(grid), max(grid))]
+        groups = {a: c.runs for a, c in chosen.items()}
+        curves = {f"{a}, lr {c.rate:g}": c.runs for a, c in chosen.items()}
+        fits = rate_fits(chosen, sweep.seeds)
+        choices = (chosen, fits)
+        lines += ["", "### Each activation at its chosen learning rate", "", choice_note(sweep, chosen), "",
+                  comparison_table(groups, sweep.reference, {a: c.rate for a, c in chosen.items()}),
+                  "", "### The score against the learning rate", "",
+                  "Where the chosen rate has a grid point on both sides, a parabola in log(rate) through the mean "
+                  "scores at those three rates locates the optimum between grid points (a check that the grid "
+                  "brackets it, not a replacement for measured runs); the same fit through each selection seed's "
+                  "own scores shows how firmly (no minimum: those three points curve downward).", "",
+                  rate_fit_table(chosen, fits), "", "![score against learning rate](rates.png)"]
+        refusals = {a: f"the chosen rate of `{a}` ({c.rate:g}) is at the edge of the grid, so its best rate may lie "
+                       "beyond it; widen the grid" for a, c in chosen.items() if c.edge}
     else:
         groups = curves = by_activation(rs, sweep)
         if TUNED in sweep.grid:
             lines += ["", f"Learning rate {sweep.grid[TUNED][0]:g}."]
         lines += ["", comparison_table(groups, sweep.reference)]
-    found = verdicts(groups)
+        refusals = {}
+    found = verdicts(groups, sweep.margin, refusals)
     if found:
-        lines += ["", "### Verdicts", "", *found]
+        lines += ["", "### Verdicts", "", verdict_rules(sweep.margin), "", *found]
     if any(r.analysis for r in rs):
         lines += mlp_sections(groups)
-    return lines, curves, found
+    return lines, curves, choices, found
+
+
+def verdict_rules(margin):
+    rule = (f"A verdict says **X better** only where the paired t-test gives p < {ALPHA}, **equivalent** only where "
+            f"two one-sided tests put the 90% interval of the difference inside ±{margin:g}, a margin fixed in the "
+            "sweep file before the runs, and **inconclusive** otherwise" if margin else
+            f"A verdict says **X better** only where the paired t-test gives p < {ALPHA}, and **inconclusive** "
+            "otherwise (no equivalence margin was fixed before these runs, so equivalence is not tested)")
+    return rule + "; no verdict is given where a chosen rate is at the edge of the grid."
 
 
 def mlp_sections(groups):
@@ -457,19 +572,23 @@ def write(sweep, runs, command):
     if not records:
         raise UserError(f"no complete runs under {os.path.join(out_dir, 'runs')}; run the sweep first")
     lines = header(sweep, records, missing, command)
-    panels, printed = [], []
+    panels, rate_panels, printed = [], [], []
     groups_by_cell = cells(records, sweep)
     for key, rs in groups_by_cell.items():
         title = cell_title(key, sweep)
-        section, curves, found = cell_section(title, rs, sweep)
+        section, curves, choices, found = cell_section(title, rs, sweep)
         lines += section
         panels.append((title, curves))
+        if choices:
+            rate_panels.append((title, *choices))
         printed += [f"[{title}] {v[2:]}" if len(groups_by_cell) > 1 else v[2:] for v in found]
     lines += ["", "## Loss curves", "", "Validation loss, mean over seeds with a min–max band; "
               "each activation at its best learning rate where the grid has one. The loss axis shows the last "
               "three quarters of training, where the curves differ.", "", "![val loss](loss.png)", ""]
     write_csv(records, sweep, os.path.join(out_dir, "runs.csv"))
     plot(panels, os.path.join(out_dir, "loss.png"))
+    if rate_panels:
+        plot_rates(rate_panels, os.path.join(out_dir, "rates.png"))
     path = os.path.join(out_dir, "report.md")
     files.atomic_write(path, lambda f: f.write("\n".join(lines).encode()))
     return path, printed

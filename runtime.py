@@ -164,6 +164,28 @@ class Batches:
         for offsets in self.offsets(split, (EVAL_SEED, stream), eval_iters):
             yield self.get(split, offsets)
 
+    def whole(self, split):
+        """Every token of a split after its first as a target exactly once, in order, in batches of
+        the usual shape (so a compiled model sees no new shape): windows start every block_size
+        tokens; the last one ends where the split ends, its targets that the window before covered
+        set to -1 (ignored); the last batch is filled up with windows whose targets are all -1.
+        Yields (x, y, number of targets counted)."""
+        n, T = len(self.data[split]) - 1, self.T  # targets are tokens 1..n
+        starts = list(range(0, n - T + 1, T))
+        overlap = len(starts) * T - (n - T)  # targets of a last window that the one before counted
+        if overlap < T:
+            starts.append(n - T)
+        for i in range(0, len(starts), self.B):
+            rows = starts[i:i + self.B]
+            x, y = self.get(split, np.array(rows + [0] * (self.B - len(rows))))
+            y = y.clone()  # y is a view of x's buffer, shifted by one
+            counted = len(rows) * T
+            if i + len(rows) == len(starts) and overlap < T:
+                y[len(rows) - 1, :overlap] = -1
+                counted -= overlap
+            y[len(rows):] = -1
+            yield x, y, counted
+
 
 def seed_dropout(seed, it, micro):
     """Dropout masks of a micro-batch, a function of (seed, iteration, global micro-step) alone."""

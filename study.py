@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import files
 import report
+import stats
 import sweep
 from configurator import UserError, configure, run_main
 
@@ -34,12 +35,16 @@ def records_of(path):
     """A sweep file's sweep and its complete runs' records (missing runs are named in its report)."""
     s = sweep.load_sweep([path])
     runs = sweep.plan(s)
-    return s, report.load_records(runs + sweep.confirmations(s, runs))[0]
+    return s, report.load_records(runs + sweep.judging_runs(s, runs))[0]
 
 
 def difference(xs, ys):
     """Paired difference of two lists of records by seed: SimpleNamespace(n, mean, lo, hi, p) or None."""
-    return report.paired_t(*report.pair(xs, ys))
+    return stats.paired_t(*report.pair(xs, ys))
+
+
+def seeds(n):
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def fmt(test):
@@ -54,25 +59,27 @@ def size_section(study, sizes):
               *(f"{a} − {sizes[0][0].reference} [95% CI], p" for a in study.compare)]
     rows = []
     for s, records, best in sizes:
-        ref = best[s.reference][1]
-        cells = [f"{lr:g}: {report.mean_std([r.best for r in rs])[0]:.4f} ({len(rs)} seeds)"
-                 for lr, rs in best.values()]
+        ref = best[s.reference].runs
+        cells = [f"{c.rate:g}: {stats.mean_std([r.best for r in c.runs])[0]:.4f} ({seeds(len(c.runs))})"
+                 for c in best.values()]
         rows.append([s.name, f"{records[0].summary['n_params']:,}", *cells,
-                     *(fmt(difference(best[a][1], ref)) for a in study.compare)])
+                     *(fmt(difference(best[a].runs, ref)) for a in study.compare)])
     return report.markdown_table(header, rows)
 
 
 def size_figure(study, sizes, path):
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
     for i, a in enumerate(study.compare):
-        points = [(records[0].summary["n_params"], difference(best[a][1], best[s.reference][1]))
+        points = [(records[0].summary["n_params"], difference(best[a].runs, best[s.reference].runs))
                   for s, records, best in sizes]
-        points = [(n, t) for n, t in points if t is not None]
+        points = [(n, t) for n, t in points if t is not None]  # None: fewer than 2 seeds judge
+        drawn = drawn or bool(points)
         ax.errorbar([n for n, _ in points], [t.mean for _, t in points], fmt="o-", capsize=4, color=f"C{i + 1}",
                     yerr=[[t.mean - t.lo for _, t in points], [t.hi - t.mean for _, t in points]],
                     label=f"{a} − {sizes[0][0].reference}")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set(xscale="log", xlabel="parameters", ylabel="Δ best val loss (paired by seed)",
+    ax.set(xscale="log" if drawn else "linear", xlabel="parameters", ylabel="Δ best val loss (paired by seed)",
            title="Each activation at its own best learning rate: 95% intervals")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -82,24 +89,25 @@ def size_figure(study, sizes, path):
 
 def lr_figure(sizes, path):
     fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.2), squeeze=False)
-    for ax, (s, records, _) in zip(axes[0], sizes):
+    for ax, (s, records, best) in zip(axes[0], sizes):
         shown = []
-        for i, (activation, rs) in enumerate(report.by_activation(records, s).items()):
+        for i, (activation, c) in enumerate(best.items()):
+            rs = c.selection or c.runs  # like with like: the seeds that ran at every rate
             rates = sorted({r.run.axes[report.TUNED] for r in rs})
             losses = [[r.best for r in rs if r.run.axes[report.TUNED] == lr] for lr in rates]
-            means = [report.mean_std(v)[0] for v in losses]
-            intervals = [report.interval95(v) or (m, m) for v, m in zip(losses, means)]
+            means = [stats.mean_std(v)[0] for v in losses]
+            intervals = [stats.interval95(v) or (m, m) for v, m in zip(losses, means)]
             ax.errorbar(rates, means, yerr=[[m - lo for m, (lo, _) in zip(means, intervals)],
                                             [hi - m for m, (_, hi) in zip(means, intervals)]],
                         fmt="o-", capsize=3, color=f"C{i}", label=activation)
             shown += [lo for lo, _ in intervals] + means
         # a diverged seed can make one interval span the whole loss range: show where the means are
-        ax.set(xscale="log", xlabel="learning rate", ylabel="best val loss",
+        ax.set(xscale="log", xlabel="learning rate", ylabel="score (val loss)",
                ylim=(min(shown) - 0.02, max(shown) + 0.05), title=f"{s.name} ({records[0].summary['n_params']:,} "
                                                                    "parameters)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Best val loss against learning rate: mean over seeds, 95% interval")
+    fig.suptitle("Score against learning rate: mean over the seeds that ran at every rate, 95% interval")
     fig.tight_layout()
     report.save_figure(fig, path)
 
@@ -127,11 +135,11 @@ def length_section(study, s, records):
         cells = []
         for rs in groups.values():
             now = at_iteration(rs, it)
-            val, gap = (report.mean_std([getattr(r, k) for r in now])[0] for k in ("best", "gap"))
+            val, gap = (stats.mean_std([getattr(r, k) for r in now])[0] for k in ("best", "gap"))
             cells.append(f"{val:.4f} ({gap:+.3f})")
         rows.append([f"{it:,}", f"{passes:.1f}", *cells,
                      *(fmt(difference(at_iteration(groups[a], it), at_iteration(ref, it))) for a in study.compare)])
-    best = [f"- `{a}`: best val loss {report.mean_std([r.best for r in rs])[0]:.4f} at iteration "
+    best = [f"- `{a}`: best val loss {stats.mean_std([r.best for r in rs])[0]:.4f} at iteration "
             f"{report.best_iterations(rs)}" for a, rs in groups.items()]
     return report.markdown_table(header, rows), best
 
@@ -165,7 +173,7 @@ def main(argv):
         s, records = records_of(path)
         if not records:
             raise UserError(f"sweep {s.name} has no complete runs; run python sweep.py {path} first")
-        sizes.append((s, records, {a: best for a, best in report.at_best_rate(records, s).items()}))
+        sizes.append((s, records, report.choice(records, s)))
     lines = [f"# Study `{study.name}`", "", f"Regenerate this study and its figures from the sweeps' run records: "
              f"`python study.py {' '.join(argv)}`", "", "## The claim at each model size", "",
              "Each activation at its own best learning rate (chosen as in each sweep's report); differences "

@@ -53,8 +53,10 @@ DEFAULTS = dict(
     base="",  # the train.py config file every run starts from
     activations=[],  # names from model.ACTIVATIONS
     reference="gelu",  # the activation every other one is compared with in the report
-    seeds=[1],  # every run of the grid with each of these seeds
-    confirm_seeds=[],  # more seeds, run only at each activation's best learning rate once the grid is done
+    seeds=[1],  # every run of the grid with each of these seeds; with a learning-rate grid they choose each rate
+    heldout_seeds=[],  # seeds run only at each activation's chosen rate, once chosen: they alone judge (see report)
+    fixed_rates={},  # {activation: learning rate} chosen before this sweep: run at it with the judging seeds only
+    margin=0.0,  # equivalence margin in nats, fixed before the runs: the report tests |difference| < margin (TOST)
     grid={},  # more axes: {train.py key: [values]} or {axis name: {label: {train.py key: value}}}
     overrides={},  # train.py keys set in every run
     parallel=2,  # runs at a time (measured best on a 2-core CPU: see above)
@@ -93,13 +95,19 @@ def validate(sweep):
         raise UserError(f"activations={sweep.activations!r} repeats a name")
     if sweep.reference not in sweep.activations:
         raise UserError(f"reference={sweep.reference!r} is not among activations {sweep.activations}; add it")
-    everything = sweep.seeds + sweep.confirm_seeds
+    everything = sweep.seeds + sweep.heldout_seeds
     if not sweep.seeds or any(type(s) is not int for s in everything) or len(set(everything)) < len(everything):
-        raise UserError(f"seeds={sweep.seeds!r} and confirm_seeds={sweep.confirm_seeds!r} must be lists of "
+        raise UserError(f"seeds={sweep.seeds!r} and heldout_seeds={sweep.heldout_seeds!r} must be lists of "
                         "distinct integers, seeds not empty")
-    if sweep.confirm_seeds and len(sweep.grid.get(report.TUNED, ())) < 2:
-        raise UserError(f"confirm_seeds={sweep.confirm_seeds!r} confirms a best learning rate, but the grid has "
-                        "no learning_rate axis with 2 or more values")
+    if (sweep.heldout_seeds or sweep.fixed_rates) and len(sweep.grid.get(report.TUNED, ())) < 2:
+        raise UserError(f"heldout_seeds={sweep.heldout_seeds!r} and fixed_rates={sweep.fixed_rates!r} go with a "
+                        "learning-rate choice, but the grid has no learning_rate axis with 2 or more values")
+    for activation, rate in sweep.fixed_rates.items():
+        if activation not in sweep.activations or not isinstance(rate, (int, float)) or rate <= 0:
+            raise UserError(f"fixed_rates={sweep.fixed_rates!r} must map activations of the sweep to learning "
+                            "rates > 0")
+    if not isinstance(sweep.margin, (int, float)) or not 0 <= sweep.margin < 1:
+        raise UserError(f"margin={sweep.margin!r} must be a loss difference in [0, 1) (0: no equivalence test)")
     if os.path.exists(sweep.out_dir) and not os.path.isdir(sweep.out_dir):
         raise UserError(f"out_dir={sweep.out_dir!r} is a file; give a folder")
     for key in ("parallel", "threads", "torchrun"):
@@ -141,47 +149,52 @@ def label(value):
     return text
 
 
-def plan(sweep, seeds=None):
-    """Every run of the grid (with `seeds`, by default the sweep's): name, folder, activation, seed,
-    its grid values and its train.py keys."""
+def grid_runs(sweep, activations, seeds, grid):
+    """Every run of activations x grid x seeds: name, folder, activation, seed, its grid values and
+    its train.py keys."""
     combos = [({}, [], {})]  # (axis -> value, or label for a bundle; run-name parts; train.py keys)
-    for axis, values in sweep.grid.items():
+    for axis, values in grid.items():
         if isinstance(values, dict):
             options = [(lab, str(lab), keys) for lab, keys in values.items()]
         else:
             options = [(v, f"{SHORT.get(axis, axis)}{label(v)}", {axis: v}) for v in values]
         combos = [({**axes, axis: value}, [*parts, part], {**keys, **more})
                   for axes, parts, keys in combos for value, part, more in options]
-    runs = []
-    for activation in sweep.activations:
-        for axes, parts, keys in combos:
-            for seed in seeds or sweep.seeds:
-                name = "-".join([activation, *parts, f"s{seed}"])
-                runs.append(SimpleNamespace(
-                    name=name, dir=os.path.join(sweep.out_dir, sweep.name, "runs", name),
-                    activation=activation, seed=seed, axes=axes,
-                    keys={**sweep.overrides, **keys, "activation": activation, "seed": seed},
-                ))
+    return [SimpleNamespace(name=name, dir=os.path.join(sweep.out_dir, sweep.name, "runs", name),
+                            activation=activation, seed=seed, axes=axes,
+                            keys={**sweep.overrides, **keys, "activation": activation, "seed": seed})
+            for activation in activations for axes, parts, keys in combos for seed in seeds
+            for name in ["-".join([activation, *parts, f"s{seed}"])]]
+
+
+def plan(sweep):
+    """The runs of the first stage: every activation x the grid x the seeds, except that an activation
+    of fixed_rates runs at its rate only, with the judging seeds."""
+    tuned = [a for a in sweep.activations if a not in sweep.fixed_rates]
+    runs = grid_runs(sweep, tuned, sweep.seeds, sweep.grid)
+    for activation, rate in sweep.fixed_rates.items():
+        runs += grid_runs(sweep, [activation], sweep.heldout_seeds or sweep.seeds,
+                          {**sweep.grid, report.TUNED: [rate]})
     if len({r.name for r in runs}) < len(runs):
         raise UserError(f"grid {sweep.grid!r} gives two runs the same name; make its values distinct")
     return runs
 
 
-def confirmations(sweep, runs):
-    """The second stage of a two-stage search: the confirm_seeds runs at the learning rate each
-    activation does best at (in each cell of the other axes) over the first stage's seeds, for
-    every activation whose first-stage runs are all complete."""
-    if not sweep.confirm_seeds:
+def judging_runs(sweep, runs):
+    """The second stage: the held-out seeds at the learning rate each tuned activation chose (in
+    each cell of the other axes), for every activation whose first-stage runs are all complete."""
+    if not sweep.heldout_seeds:
         return []
     records, _ = report.load_records(runs)
-    best = {}
+    chosen = {}
     for key, rs in report.cells(records, sweep).items():
-        for activation, (lr, _) in report.at_best_rate(rs, sweep).items():
+        for activation, c in report.choice(rs, sweep).items():
             stage = [r for r in runs if r.activation == activation and cell_of(r, sweep) == key]
-            if all(report.is_complete(r) for r in stage):
-                best[key, activation] = lr
-    return [r for r in plan(sweep, sweep.confirm_seeds)
-            if best.get((cell_of(r, sweep), r.activation)) == r.axes[report.TUNED]]
+            if not c.fixed and all(report.is_complete(r) for r in stage):
+                chosen[key, activation] = c.rate
+    tuned = [a for a in sweep.activations if a not in sweep.fixed_rates]
+    return [r for r in grid_runs(sweep, tuned, sweep.heldout_seeds, sweep.grid)
+            if chosen.get((cell_of(r, sweep), r.activation)) == r.axes[report.TUNED]]
 
 
 def cell_of(run, sweep):
@@ -303,15 +316,15 @@ def main(argv):
         # asked to checkpoint and exit (see execute)
         with runtime.StopRequest() as stop:
             failed = execute(sweep, runs, stop)
-            if sweep.confirm_seeds and not stop.signum:
-                second = confirmations(sweep, runs)
+            if sweep.heldout_seeds and not stop.signum:
+                second = judging_runs(sweep, runs)
                 check_runs(sweep, second)
                 failed += execute(sweep, second, stop)
         if stop.signum:
             print("stopped; running the same command again resumes the sweep", file=sys.stderr)
             return 128 + stop.signum
     if sweep.report_only or any(report.is_complete(r) for r in runs):  # else every run failed: nothing to report
-        path, verdicts = report.write(sweep, runs + confirmations(sweep, runs), regenerate_command(argv))
+        path, verdicts = report.write(sweep, runs + judging_runs(sweep, runs), regenerate_command(argv))
         print(f"report: {path}")
         for line in verdicts:
             print(line)

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.distributed.constants import default_pg_timeout
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -404,6 +405,21 @@ def evaluate(model, batches, eval_iters, ctx):
     return out
 
 
+@torch.no_grad()
+def whole_split_loss(model, batches, split, ctx):
+    """Mean loss over every token of a split, each counted once (Batches.whole), and the number of
+    tokens: a run's score free of the sampling error of the periodic evaluation's few batches."""
+    model.eval()
+    total, count = 0.0, 0
+    for x, y, counted in batches.whole(split):
+        with ctx:
+            logits, _ = model(x, y)
+        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1, reduction="sum").item()
+        count += counted
+    model.train()
+    return total / count, count
+
+
 # ------------------------------------------------------------------------- what a run keeps
 
 
@@ -570,7 +586,23 @@ def git_revision():
     return f"{commit}-dirty" if commit and changed else commit or None
 
 
-def finish(cfg, ranks, model, batches, records, start, throughput):
+def whole_split_scores(cfg, model, batches, ctx, best_iter):
+    """The final model's loss on the whole validation split and, when an earlier evaluation was
+    better (best_iter), best.pt's: the scores the sweeps' verdicts use. None for the best model
+    when best.pt is not that evaluation's (the best was the initial model, which is not saved)."""
+    final, tokens = whole_split_loss(model, batches, "val", ctx)
+    best = final
+    if best_iter is not None:
+        path = os.path.join(cfg.out_dir, "best.pt")
+        state = checkpoint.load(path) if os.path.exists(path) else {}
+        best = None
+        if state.get("iter_num") == best_iter:
+            model.load_state_dict(state["model"])
+            best = whole_split_loss(model, batches, "val", ctx)[0]
+    return dict(best_full_val_loss=best, final_full_val_loss=final, full_val_tokens=tokens)
+
+
+def finish(cfg, ranks, model, batches, records, start, throughput, ctx):
     """summary.json, the completion mark the sweep looks for, and analysis.json beside it. Every
     rank calls it (FSDP gathers the model for the analysis); rank 0 writes."""
     if cfg.fsdp:  # the analysis folds and hooks MLPs: it runs on an unsharded copy on rank 0
@@ -582,10 +614,10 @@ def finish(cfg, ranks, model, batches, records, start, throughput):
         model.to(cfg.device)
     if not ranks.master:
         return
-    final = records.evals[-1] if records.evals else {}
+    final, best = records.evals[-1], min(records.evals, key=lambda r: r["val_loss"])
     summary = dict(
         complete=True, activation=cfg.activation, seed=cfg.seed, n_params=model.get_num_params(),
-        best_val_loss=min(r["val_loss"] for r in records.evals), final_val_loss=final.get("val_loss"),
+        best_val_loss=best["val_loss"], final_val_loss=final["val_loss"],
         iters=cfg.max_iters, tokens_seen=cfg.max_iters * tokens_per_iter(cfg), tokens_per_s=throughput.mean(),
         wall_s=round(start.wall(), 3), world_size=ranks.world_size, device=cfg.device, torch=torch.__version__,
         git=git_revision(), config=vars(cfg), train_tokens=len(batches.data["train"]), resumed_with=records.resumes,
@@ -594,6 +626,7 @@ def finish(cfg, ranks, model, batches, records, start, throughput):
     )
     # what the MLPs do, measured now, while the model is at hand (reports read this file)
     result = analysis.analyse(model, list(batches.eval("val", analysis.BATCHES)))
+    summary.update(whole_split_scores(cfg, model, batches, ctx, best["iter"] if best is not final else None))
     files.write_json(os.path.join(cfg.out_dir, "analysis.json"), result)
     files.write_json(os.path.join(cfg.out_dir, "summary.json"), summary)
     print(f"best val loss {summary['best_val_loss']:.4f}; summary in {cfg.out_dir}/summary.json")
@@ -687,7 +720,7 @@ def train(cfg, ranks, device_type):
                 records.close()
             return 128 + stop.signum
 
-    finish(cfg, ranks, raw, batches, records, start, throughput)
+    finish(cfg, ranks, raw, batches, records, start, throughput, ctx)
     return 0
 
 

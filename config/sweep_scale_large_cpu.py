@@ -10,6 +10,6 @@ name = "scale_large_cpu"
 base = "config/train_shakespeare_char_cpu.py"
 activations = ["gelu", "relu", "none"]
 seeds = [1]
-confirm_seeds = [2, 3]
+heldout_seeds = [2, 3]
 overrides = dict(n_layer=6, n_head=8, n_embd=256)
 grid = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2]}

@@ -5,14 +5,19 @@
   same held-out batches whatever its seed (while different seeds do train on different batches);
 - the learning rate of every iteration follows the schedule (linear warmup, cosine decay, floor),
   and gradients are clipped to grad_clip;
-- best.pt holds the weights of the best evaluation, not the latest.
+- best.pt holds the weights of the best evaluation, not the latest;
+- a run's score covers every validation token exactly once, for its final and its best model.
 """
 
+import json
 import math
+import os
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import read_metrics, run, tiny
 
 import checkpoint
@@ -170,6 +175,49 @@ def test_best_pt_holds_the_weights_of_the_best_evaluation(char_dataset, tmp_path
     latest = checkpoint.load(str(tmp_path / "full" / "ckpt.pt"))
     assert latest["iter_num"] == 40
     assert not torch.equal(latest["model"]["lm_head.weight"], saved["model"]["lm_head.weight"])
+    # the summary scores both models on the whole validation split: best.pt's and the final one's
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    val = np.fromfile(os.path.join(char_dataset, "val.bin"), dtype=np.uint16).astype(np.int64)
+    assert summary["full_val_tokens"] == len(val) - 1
+    assert summary["best_full_val_loss"] == pytest.approx(whole_split_by_hand(saved, val), abs=1e-5)
+    assert summary["final_full_val_loss"] == pytest.approx(whole_split_by_hand(latest, val), abs=1e-5)
+    assert summary["best_full_val_loss"] != summary["final_full_val_loss"]  # two models, two scores
+
+
+@torch.no_grad()
+def whole_split_by_hand(state, tokens):
+    """Mean loss over tokens[1:], each predicted once: windows of block_size from 0, every
+    block_size tokens, and one ending at the last token; a target already scored is not scored
+    again."""
+    model = checkpoint.build_model(state).eval()
+    T, n = model.config.block_size, len(tokens) - 1
+    loss = {}
+    for start in [*range(0, n - T + 1, T), n - T]:
+        x, y = (torch.from_numpy(tokens[start + k:start + k + T])[None] for k in (0, 1))
+        ce = F.cross_entropy(model(x, y)[0][0], y[0], reduction="none")
+        for j in range(T):
+            loss.setdefault(start + 1 + j, ce[j].item())
+    assert sorted(loss) == list(range(1, n + 1))
+    return sum(loss.values()) / n
+
+
+@pytest.mark.parametrize("tokens, batch_size, block_size", [(1000, 4, 32), (1025, 4, 32), (33, 3, 32),
+                                                             (97, 2, 8), (100, 5, 9), (64 * 12 + 1, 12, 64)])
+def test_the_whole_split_has_every_token_once(tokens, batch_size, block_size, tmp_path):
+    """Batches.whole: every token after the first a target exactly once, in batches of one shape,
+    each target the token that follows its input."""
+    for split in ("train", "val"):
+        np.arange(tokens, dtype=np.uint16).tofile(tmp_path / f"{split}.bin")
+    batches = runtime.Batches(str(tmp_path), batch_size, block_size, "cpu", 65536)
+    targets, counted = [], 0
+    for x, y, n in batches.whole("val"):
+        assert x.shape == y.shape == (batch_size, block_size)
+        kept = y != -1
+        assert torch.equal(y[kept], (x + 1)[kept])  # token i is followed by token i + 1
+        targets += y[kept].tolist()
+        counted += n
+        assert n == kept.sum().item()
+    assert sorted(targets) == list(range(1, tokens)) and counted == tokens - 1
 
 
 def test_the_fused_loss_trains_as_the_plain_one(char_dataset, tmp_path):

@@ -24,11 +24,9 @@ from types import SimpleNamespace
 
 import matplotlib
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
-from scipy import stats
-
 import report
+import stats
 import sweep
 from configurator import UserError
 
@@ -121,15 +119,16 @@ def test_report_agrees_with_run_records(tiny):
     for row in rows:
         s = records[row["run"]]
         assert (row["activation"], int(row["seed"])) == (s["activation"], s["seed"])
-        assert float(row["best_val_loss"]) == s["best_val_loss"]
-        assert float(row["final_val_loss"]) == s["final_val_loss"]
+        for key in ("best_val_loss", "final_val_loss", "best_full_val_loss", "final_full_val_loss"):
+            assert float(row[key]) == s[key]
         assert int(row["n_params"]) == s["n_params"]
         assert float(row["wall_s"]) == s["wall_s"]
 
     with open(os.path.join(tiny.out_dir, "report.md")) as f:
         text = f.read()
-    gelu = [records[f"gelu-s{i}"]["best_val_loss"] for i in (1, 2)]
-    relu = [records[f"relu-s{i}"]["best_val_loss"] for i in (1, 2)]
+    # the score: the best model on the whole validation split
+    gelu = [records[f"gelu-s{i}"]["best_full_val_loss"] for i in (1, 2)]
+    relu = [records[f"relu-s{i}"]["best_full_val_loss"] for i in (1, 2)]
     mean, std = sum(gelu) / 2, abs(gelu[0] - gelu[1]) / math.sqrt(2)
     row = report_rows(text, "gelu")[0]
     assert row[1] == "2"
@@ -146,12 +145,13 @@ def test_report_agrees_with_run_records(tiny):
     assert float(relu_units[-2].rstrip("%")) > 10 and gelu_units[-2] == "0.0%"
     assert "python sweep.py " in text and "--report_only=True" in text
     # loss.png: one row of two panels per cell (one cell here, 12 x 4 inches at 100 dpi), with a curve
-    # in each activation's color (matplotlib's C0, C1) in both panels
+    # in each activation's color (matplotlib's C0, C1) in both panels. Against iteration the curves
+    # span the panel; against wall time, how far each reaches depends on the machine's load.
     image = plt.imread(os.path.join(tiny.out_dir, "loss.png"))[..., :3]
     assert image.shape == (400, 1200, 3)
     for color in ("C0", "C1"):
         drawn = (abs(image - matplotlib.colors.to_rgb(color)).sum(-1) < 0.05).sum(0) > 0
-        assert drawn[:600].sum() > 20 and drawn[600:].sum() > 20, color  # columns the curve crosses
+        assert drawn[:600].sum() > 20 and drawn[600:].sum() > 0, color  # columns the curve crosses
 
 
 def test_report_only_rewrites_the_same_report(tiny):
@@ -245,95 +245,42 @@ def test_sweep_files_resolve(path, tmp_path, monkeypatch):
 
 
 def test_run_names():
-    s = SimpleNamespace(name="x", out_dir="r", activations=["gelu"], seeds=[1], overrides={},
+    s = SimpleNamespace(name="x", out_dir="r", activations=["gelu", "none"], seeds=[1], overrides={},
+                        heldout_seeds=[5, 6], fixed_rates={"none": 2e-3},
                         grid={"size": {"small": dict(n_embd=64)}, "learning_rate": [1e-3, 3e-4]})
     runs = sweep.plan(s)
-    assert [r.name for r in runs] == ["gelu-small-lr1e-3-s1", "gelu-small-lr3e-4-s1"]
+    assert [r.name for r in runs] == ["gelu-small-lr1e-3-s1", "gelu-small-lr3e-4-s1",  # selection
+                                      "none-small-lr2e-3-s5", "none-small-lr2e-3-s6"]  # a fixed rate: judges only
     assert runs[1].keys == dict(n_embd=64, learning_rate=3e-4, activation="gelu", seed=1)
     assert runs[1].axes == dict(size="small", learning_rate=3e-4)
     assert [sweep.label(v) for v in (0.2, 6e-4, 1.5e-3, 128)] == ["0.2", "6e-4", "1.5e-3", "128"]
-
-
-# Statistics, against values computed by hand.
-
-def test_interval_and_paired_test_agree_with_scipy_and_printed_tables():
-    xs = [1.7213, 1.7282, 1.7333, 1.7190]
-    ys = [1.7099, 1.7315, 1.7385, 1.7001]
-    lo, hi = report.interval95(xs)
-    expected = stats.t.interval(0.95, len(xs) - 1, loc=np.mean(xs), scale=stats.sem(xs))
-    assert (lo, hi) == (pytest.approx(expected[0], abs=1e-12), pytest.approx(expected[1], abs=1e-12))
-    test, theirs = report.paired_t(xs, ys), stats.ttest_rel(xs, ys)
-    assert test.t == pytest.approx(theirs.statistic, rel=1e-12) and test.p == pytest.approx(theirs.pvalue, rel=1e-12)
-    ci = theirs.confidence_interval(0.95)
-    assert (test.lo, test.hi) == (pytest.approx(ci.low, abs=1e-12), pytest.approx(ci.high, abs=1e-12))
-    # t(0.975, df) from a printed table, through the interval of two values with sample sd 1/sqrt(2)
-    for df, q in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)):
-        values = [0.0] * df + [1.0]  # n = df + 1 values
-        m, sd = report.mean_std(values)
-        lo, hi = report.interval95(values)
-        assert (hi - lo) / 2 / (sd / math.sqrt(df + 1)) == pytest.approx(q, abs=1e-4)
-
-
-def test_mean_std_interval():
-    m, s = report.mean_std([1, 2, 3, 4, 5])
-    assert m == 3 and s == pytest.approx(math.sqrt(2.5))
-    lo, hi = report.interval95([1, 2, 3, 4, 5])
-    half = 2.7764451 * math.sqrt(2.5) / math.sqrt(5)  # = 1.9632
-    assert (lo, hi) == (pytest.approx(3 - half, abs=1e-6), pytest.approx(3 + half, abs=1e-6))
-    assert report.interval95([1.0]) is None
-
-
-def test_paired_t():
-    # d = (0.5, 0.2, 0.6, 0.1): mean 0.35, sd sqrt(0.17 / 3) = 0.238048, t = 0.35 / (sd / 2) = 2.940588.
-    test = report.paired_t([1.0, 2.0, 3.0, 4.0], [0.5, 1.8, 2.4, 3.9])
-    assert test.n == 4 and test.mean == pytest.approx(0.35)
-    assert test.sd == pytest.approx(math.sqrt(0.17 / 3))
-    assert test.t == pytest.approx(2.940588, abs=1e-6)
-    # df = 3 has a closed form: F(t) = 1/2 + (u / (1 + u^2) + atan(u)) / pi with u = t / sqrt(3).
-    u = test.t / math.sqrt(3)
-    assert test.p == pytest.approx(2 * (0.5 - (u / (1 + u * u) + math.atan(u)) / math.pi), abs=1e-12)
-    assert test.p == pytest.approx(0.0605, abs=1e-4)
-    assert report.paired_t([1.0], [2.0]) is None
-
-
-def fake_runs(activation, losses):
-    return [SimpleNamespace(run=SimpleNamespace(activation=activation, seed=i), best=v) for i, v in enumerate(losses)]
-
-
-def test_verdict_wording_follows_the_numbers():
-    groups = {"gelu": fake_runs("gelu", [2.0, 2.1, 2.2]), "relu": fake_runs("relu", [1.9, 2.01, 2.09])}
-    line = report.verdict("gelu", "relu", groups)
-    assert line.startswith("- GELU vs ReLU: ReLU is better than GELU by 0.1000 in val loss")
-    assert line.endswith(": significant at alpha 0.05 at this scale")
-    groups["relu"] = fake_runs("relu", [2.1, 2.0, 2.2])
-    assert "not significant" in report.verdict("gelu", "relu", groups)
-    assert "n/a" in report.verdict("gelu", "relu", {"gelu": groups["gelu"][:1], "relu": groups["relu"]})
 
 
 @pytest.fixture(scope="module")
 def two_stage(tmp_path_factory, char_dataset):
     tmp = tmp_path_factory.mktemp("two")
     path = write_sweep(tmp, char_dataset, name="two", activations=["gelu", "relu"], seeds=[1],
-                       confirm_seeds=[2], grid={"learning_rate": [1e-4, 3e-2]}, parallel=2)
+                       heldout_seeds=[2], grid={"learning_rate": [1e-4, 3e-2]}, parallel=2)
     return SimpleNamespace(tmp=tmp, path=path, out=run_sweep(path))
 
 
-def test_confirm_seeds_run_at_each_activations_best_rate_only(two_stage):
-    """Two stages: seed 1 at every rate picks each activation's best rate; seed 2 runs there only,
-    and the report judges on both seeds while choosing on seed 1 alone."""
+def test_heldout_seeds_run_at_each_activations_chosen_rate_only(two_stage):
+    """Two stages: seed 1 at every rate picks each activation's rate by its score (the whole
+    validation split); seed 2 runs there only, and the report judges on seed 2 alone."""
     tmp_path, out = two_stage.tmp, two_stage.out
     assert out.returncode == 0, out.stdout + out.stderr
     done = summaries(os.path.join(str(tmp_path), "results", "two", "runs"))
-    best = {a: min((1e-4, 3e-2), key=lambda lr: done[f"{a}-lr{sweep.label(lr)}-s1"]["best_val_loss"])
+    best = {a: min((1e-4, 3e-2), key=lambda lr: done[f"{a}-lr{sweep.label(lr)}-s1"]["best_full_val_loss"])
             for a in ("gelu", "relu")}
     assert sorted(done) == sorted([f"{a}-lr{sweep.label(lr)}-s1" for a in ("gelu", "relu") for lr in (1e-4, 3e-2)]
                                   + [f"{a}-lr{sweep.label(best[a])}-s2" for a in ("gelu", "relu")])
     with open(os.path.join(str(tmp_path), "results", "two", "report.md")) as f:
         text = f.read()
-    assert "over seeds 1, which ran at every rate. Seeds 2 then ran at that rate only" in text
-    gelu = report_rows(text, "gelu")[-2]  # the best-rate table (the last is the hidden-unit table)
-    assert gelu[1] == f"{best['gelu']:g}" and gelu[2] == "2"
-    assert "is at the edge of the grid" in text  # a two-value grid has nothing but edges
+    assert "lowest mean score over seeds 1, which ran at every rate" in text
+    assert "**Judging.** Seeds 2 ran at the chosen rates only" in text
+    gelu = report_rows(text, "gelu")[-3]  # the chosen-rate table (then the rate fits and the hidden units)
+    assert gelu[1] == f"{best['gelu']:g}" and gelu[2] == "1"
+    assert "GELU vs ReLU: **no verdict**: the chosen rate of `gelu`" in text  # a two-rate grid is all edges
 
 
 def test_the_study_tables_what_the_sweeps_recorded(two_stage, tiny, tmp_path):
@@ -348,12 +295,11 @@ def test_the_study_tables_what_the_sweeps_recorded(two_stage, tiny, tmp_path):
         assert study.main([str(path)]) == 0
     text = (tmp_path / "st" / "study.md").read_text()
     two = summaries(os.path.join(str(two_stage.tmp), "results", "two", "runs"))
-    best = {a: min((1e-4, 3e-2), key=lambda lr: two[f"{a}-lr{sweep.label(lr)}-s1"]["best_val_loss"])
+    best = {a: min((1e-4, 3e-2), key=lambda lr: two[f"{a}-lr{sweep.label(lr)}-s1"]["best_full_val_loss"])
             for a in ("gelu", "relu")}
     size = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| two |")]
-    for cell, a in zip(size[0][2:4], ("gelu", "relu")):
-        losses = [two[f"{a}-lr{sweep.label(best[a])}-s{seed}"]["best_val_loss"] for seed in (1, 2)]
-        assert cell == f"{best[a]:g}: {sum(losses) / 2:.4f} (2 seeds)"
+    for cell, a in zip(size[0][2:4], ("gelu", "relu")):  # judged by the held-out seed 2 alone
+        assert cell == f"{best[a]:g}: {two[f'{a}-lr{sweep.label(best[a])}-s2']['best_full_val_loss']:.4f} (1 seed)"
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if re.match(r"\| [24] \|", line)}
 
     def evaluation(run, it):
@@ -372,10 +318,13 @@ def test_the_study_tables_what_the_sweeps_recorded(two_stage, tiny, tmp_path):
 
 
 @pytest.mark.parametrize("keys, message", [
-    (dict(confirm_seeds=[2]), "no learning_rate axis with 2 or more values"),
-    (dict(confirm_seeds=[1], grid={"learning_rate": [1e-3, 3e-3]}), "must be lists of distinct integers"),
+    (dict(heldout_seeds=[2]), "no learning_rate axis with 2 or more values"),
+    (dict(heldout_seeds=[1], grid={"learning_rate": [1e-3, 3e-3]}), "must be lists of distinct integers"),
+    (dict(fixed_rates={"relu": 1e-3}, grid={"learning_rate": [1e-3, 3e-3]}), "must map activations of the sweep"),
+    (dict(fixed_rates={"gelu": 0}, grid={"learning_rate": [1e-3, 3e-3]}), "learning rates > 0"),
+    (dict(margin=-0.01), "must be a loss difference in [0, 1)"),
 ])
-def test_confirm_seed_mistakes(tmp_path, keys, message):
+def test_two_stage_mistakes(tmp_path, keys, message):
     with pytest.raises(UserError, match=re.escape(message)):
         sweep.load_sweep([write_sweep(tmp_path, "unused", activations=["gelu"], **keys)])
 
@@ -383,7 +332,7 @@ def test_confirm_seed_mistakes(tmp_path, keys, message):
 def records_by_seed(activation, losses):
     """Records as report.load_records makes them, for {seed: best val loss}, in the given order."""
     return [SimpleNamespace(run=SimpleNamespace(activation=activation, seed=seed, name=f"{activation}-s{seed}"),
-                            best=loss, evals=[{"iter": 0, "val_loss": loss}], analysis=None,
+                            best=loss, subset=loss, evals=[{"iter": 0, "val_loss": loss}], analysis=None,
                             summary=dict(n_params=100, tokens_per_s=1.0, final_val_loss=loss))
             for seed, loss in losses.items()]
 
@@ -396,12 +345,12 @@ def test_differences_are_paired_by_seed_not_by_position():
     d = [2.15 - 2.20, 2.02 - 2.10, 1.97 - 2.00]  # seeds 4, 2, 1
     mean = sum(d) / 3
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
-    test = report.paired_t(*report.pair(relu, gelu))
+    test = stats.paired_t(*report.pair(relu, gelu))
     assert test.n == 3 and test.mean == pytest.approx(mean) and test.sd == pytest.approx(sd)
     table = report.comparison_table({"gelu": gelu, "relu": relu}, "gelu")
     row = report_rows(table, "relu")[0]
     assert row[1] == "3" and row[4] == f"{mean:+.4f}"
-    assert "paired t-test over 3 seeds" in report.verdict("gelu", "relu", {"gelu": gelu, "relu": relu})
+    assert "paired t-test over 3 seeds" in report.verdict("gelu", "relu", {"gelu": gelu, "relu": relu}, 0.0)
 
 
 COMMITTED = sorted(glob.glob(os.path.join(ROOT, "results", "*", "report.md")))
