@@ -6,6 +6,7 @@ Training step:      python bench.py config/train_shakespeare_char_cpu.py
 Sampling:           python bench.py config/train_shakespeare_char_cpu.py --mode=sample --new_tokens=500
 Every activation:   python bench.py config/train_shakespeare_char_cpu.py --mode=activations
 Where time goes:    python bench.py config/train_shakespeare_char_cpu.py --mode=profile
+Compiled graphs:    python bench.py config/train_shakespeare_char_cpu.py --mode=graphs --fused_loss=True
 
 Any train.py key works as it does there (--activation=relu, --batch_size=32, --compile=True,
 --device=cuda, --dtype=bfloat16, --threads=1). Each figure is the median of `repeats` measurements
@@ -32,24 +33,30 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
+import files
 import plan
-import train
-from runtime import Batches, autocast, compile_for_sampling, compile_works, dataset_dir, resolve_device, tokens_per_iter
-from configurator import UserError, configure, run_main
+import rundir
+import settings
+import training
+from configurator import configure
+from errors import UserError, run_main
 from model import ACTIVATIONS, MLP, GPTConfig
+from runtime import (Batches, autocast, check_cuda_graphs, compile_for_sampling, compile_works, dataset_dir,
+                     resolve_device, tokens_per_iter)
 
 DEFAULTS = dict(
-    train.DEFAULTS,
+    settings.DEFAULTS,
     # benchmark
-    mode="train",  # 'train' (one step), 'sample' (generate), 'activations' (every registry entry), 'profile'
+    mode="train",  # 'train' (one step), 'sample' (generate), 'activations' (every entry), 'profile', 'graphs'
     warmup=10,  # untimed steps before measuring
     iters=20,  # steps per measurement
     repeats=5,  # measurements; their median is reported
     reference=False,  # train mode: also time a nanoGPT-style eager step on the same config
     prompt_len=16,  # sample mode: random prompt tokens
     new_tokens=500,  # sample mode: tokens generated per measurement
+    json="",  # also write what was measured to this file as JSON (gpu_check.py reads it)
 )
-MODES = ("train", "sample", "activations", "profile")
+MODES = ("train", "sample", "activations", "profile", "graphs")
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any --threads
 SINGLE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)  # one process, as train.py sees it
 PEAK_SECONDS = (0.1, 0.5)  # how long the peak-measuring matmul should take
@@ -58,7 +65,7 @@ PROFILE_ROWS = 25
 
 
 def validate(cfg):
-    train.validate(cfg)
+    settings.validate(cfg)
     if cfg.mode not in MODES:
         raise UserError(f"mode={cfg.mode!r} is not valid; choose one of {', '.join(MODES)}")
     for key in ("iters", "repeats", "prompt_len", "new_tokens"):
@@ -119,28 +126,28 @@ def spread(times):
     return f"{statistics.median(ms):.2f} ms (min {min(ms):.2f}, max {max(ms):.2f})"
 
 
-def matmul_seconds(n, cfg, device_type, tries):
+def matmul_seconds(n, dev, tries):
     """Best time of an n x n matmul in the run's dtype, after one untimed call (kernel choice)."""
-    a, b = (torch.randn(n, n, device=cfg.device, dtype=getattr(torch, cfg.dtype)) for _ in range(2))
+    a, b = (torch.randn(n, n, device=dev.name, dtype=getattr(torch, dev.dtype)) for _ in range(2))
     a @ b
-    return min(timed(lambda: a @ b, device_type) for _ in range(tries))
+    return min(timed(lambda: a @ b, dev.type) for _ in range(tries))
 
 
-def measure_peak(cfg, device_type):
+def measure_peak(dev):
     """FLOP/s of a square matmul in the run's dtype, sized to take 0.1-0.5 s: what this device
     delivers in practice, a ceiling for MFU where no datasheet figure applies (any CPU).
     Returns (FLOP/s, matrix size, seconds)."""
     n = 256
-    while (seconds := matmul_seconds(n, cfg, device_type, 1)) < PEAK_SECONDS[0] and n < MAX_MATMUL:
+    while (seconds := matmul_seconds(n, dev, 1)) < PEAK_SECONDS[0] and n < MAX_MATMUL:
         # aim at the middle of the range (time grows as n^3), but at most double n per probe, since
         # a tiny matmul's time is mostly overhead and would predict far too large a size
         target = sum(PEAK_SECONDS) / 2
         n = min(MAX_MATMUL, 256 * math.ceil(n * min(2.0, (target / seconds) ** (1 / 3)) / 256))
-    seconds = min(seconds, matmul_seconds(n, cfg, device_type, 2))
+    seconds = min(seconds, matmul_seconds(n, dev, 2))
     return 2 * n**3 / seconds, n, seconds
 
 
-def matmul_floor(model, cfg):
+def matmul_floor(model, cfg, dev):
     """step() doing the training step's matrix products alone, and how many there are.
 
     Every linear layer (lm_head included) costs three products per micro-batch: its forward, and in
@@ -149,12 +156,12 @@ def matmul_floor(model, cfg):
     else costs (attention, activations, LayerNorm, the optimizer, and overhead). Shapes that repeat
     share one set of operands, so even the largest models need little memory for this.
     """
-    dtype = getattr(torch, cfg.dtype)  # autocast runs the products in the run's dtype
+    dtype = getattr(torch, dev.dtype)  # autocast runs the products in the run's dtype
     M = cfg.batch_size * cfg.block_size
     shapes = collections.Counter((m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear))
     products = []
     for (K, N), count in shapes.items():
-        x, w, dy = (torch.randn(*shape, device=cfg.device, dtype=dtype) for shape in ((M, K), (N, K), (M, N)))
+        x, w, dy = (torch.randn(*shape, device=dev.name, dtype=dtype) for shape in ((M, K), (N, K), (M, N)))
         products += [(x, w.t()), (dy, w), (dy.t(), x)] * count * cfg.gradient_accumulation_steps
 
     def step():
@@ -168,54 +175,54 @@ def matmul_floor(model, cfg):
 
 
 def compiled(model, cfg):
-    # main() has already turned compile off where compile_works says it fails
-    return torch.compile(model) if cfg.compile else model
+    # main() has already turned compile off where compile_works says it fails; the mode is train.py's
+    return torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
 
 
-def build(cfg, device_type):
-    """The model (weights per init_from, as train.py), its optimizer and scaler, and the batches."""
-    model, optimizer, scaler, _ = train.build(cfg, device_type)
-    return model, optimizer, scaler, Batches(cfg.dataset, cfg.batch_size, cfg.block_size, cfg.device,
-                                             model.config.vocab_size)
-
-
-def training_step(cfg, device_type):
-    """(model, step) where step() runs one training iteration as train.py does (train.Step: backward,
-    then update), reading the loss back every log_interval iterations."""
-    raw, optimizer, scaler, batches = build(cfg, device_type)
-    train_step = train.Step(compiled(raw, cfg), optimizer, scaler, batches, cfg, SINGLE, autocast(cfg, device_type))
+def training_step(cfg, dev):
+    """(model, step) where step() runs one training iteration as train.py does (training.Step),
+    reading the loss back every log_interval iterations."""
+    run = training.build(cfg, dev)
+    batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, dev.name, run.model.config.vocab_size)
+    train_step = training.Step(compiled(run.model, cfg), run.optimizer, run.scaler, batches, cfg, SINGLE,
+                               autocast(dev))
     iteration = itertools.count()
 
     def step():
         it = next(iteration)
-        loss, norm = train_step.backward(it)
-        train_step.update(norm)
+        loss, _, _ = train_step(it)
         if it % cfg.log_interval == 0:
             loss.item()
 
-    return raw, step
+    return run.model, step
 
 
-def reference_step(cfg, device_type, like):
+def nanogpt_optimizer(model, cfg, device_type):
+    """AdamW as nanoGPT's configure_optimizers makes it: the fused kernel on CUDA, and elsewhere
+    torch's default for CPU tensors, one tensor at a time."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kernel = dict(fused=True) if device_type == "cuda" else dict(foreach=False)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **kernel)
+
+
+def reference_step(cfg, dev, like):
     """step() running one iteration the way nanoGPT's train.py does, on a copy of the model `like`.
 
     The arithmetic is ours: the same model, batch shape, autocast dtype, clipping and AdamW
     hyperparameters. The habits are nanoGPT's: the dataset's memmap is opened again for every
     batch, each batch is stacked from per-row tensors, the next batch is fetched between forward
-    and backward, AdamW updates one tensor at a time (foreach=False, fused=False, what nanoGPT
-    gets off CUDA; on CUDA it asks for the fused kernel), the loss is read back every iteration,
-    and the model is compiled on CUDA (as nanoGPT's train.py and bench.py do by default) and eager
-    elsewhere (as nanoGPT's README runs it on CPUs, --compile=False).
+    and backward, AdamW is the fused kernel on CUDA and updates one tensor at a time elsewhere (what
+    nanoGPT's configure_optimizers asks for), the loss is read back every iteration, and the model
+    is compiled on CUDA (as nanoGPT's train.py and bench.py do by default) and eager elsewhere (as
+    nanoGPT's README runs it on CPUs, --compile=False).
     """
     model = copy.deepcopy(like).train()  # deepcopy keeps lm_head and wte tied
-    forward = torch.compile(model) if device_type == "cuda" else model
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), foreach=False,
-                                  fused=False)
-    scaler = torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16")
-    ctx = autocast(cfg, device_type)
+    forward = torch.compile(model) if dev.type == "cuda" else model
+    optimizer = nanogpt_optimizer(model, cfg, dev.type)
+    scaler = torch.amp.GradScaler(dev.type, enabled=dev.dtype == "float16")
+    ctx = autocast(dev)
     path = os.path.join(dataset_dir(cfg.dataset), "train.bin")
     T = cfg.block_size
 
@@ -224,16 +231,16 @@ def reference_step(cfg, device_type, like):
         starts = torch.randint(len(data) - T, (cfg.batch_size,))
         x = torch.stack([torch.from_numpy(data[i : i + T].astype(np.int64)) for i in starts])
         y = torch.stack([torch.from_numpy(data[i + 1 : i + 1 + T].astype(np.int64)) for i in starts])
-        if device_type == "cuda":
-            return x.pin_memory().to(cfg.device, non_blocking=True), y.pin_memory().to(cfg.device, non_blocking=True)
-        return x.to(cfg.device), y.to(cfg.device)
+        if dev.type == "cuda":
+            return x.pin_memory().to(dev.name, non_blocking=True), y.pin_memory().to(dev.name, non_blocking=True)
+        return x.to(dev.name), y.to(dev.name)
 
     batch = get_batch()
     iteration = itertools.count()
 
     def step():
         nonlocal batch
-        lr = train.get_lr(next(iteration), cfg)
+        lr = training.get_lr(next(iteration), cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         for _ in range(cfg.gradient_accumulation_steps):
@@ -256,23 +263,25 @@ def reference_step(cfg, device_type, like):
 # ----------------------------------------------------------------------------- modes
 
 
-def bench_train(cfg, device_type):
-    raw, step = training_step(cfg, device_type)
+def bench_train(cfg, dev):
+    raw, step = training_step(cfg, dev)
     entries = [("ours", step, cfg.threads)]
     if cfg.reference:
         # nanoGPT sets no thread count, so its step runs with torch's default
-        entries.append(("nanoGPT-style", reference_step(cfg, device_type, raw), 0))
-    products, n_products = matmul_floor(raw, cfg)
-    results = measure(entries + [("floor", products, cfg.threads)], device_type, cfg.warmup, cfg.iters, cfg.repeats)
+        entries.append(("nanoGPT-style", reference_step(cfg, dev, raw), 0))
+    products, n_products = matmul_floor(raw, cfg, dev)
+    results = measure(entries + [("floor", products, cfg.threads)], dev.type, cfg.warmup, cfg.iters, cfg.repeats)
     floor = statistics.median(results.pop("floor").times)
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)  # the peak of the run's own threads
-    peak, n, seconds = measure_peak(cfg, device_type)
-    datasheet = plan.datasheet_peak_flops(cfg.device)
+    peak, n, seconds = measure_peak(dev)
+    datasheet = plan.datasheet_peak_flops(dev.name)
     tokens = tokens_per_iter(cfg)
     print(f"model: {raw.get_num_params():,} parameters, activation {raw.config.activation}; "
           f"tokens per iteration: {tokens:,}; FLOPs per token: {raw.flops_per_token():.4g}")
-    print(f"measured peak: {peak / 1e9:,.1f} GFLOP/s ({cfg.dtype} matmul {n}x{n}, {1000 * seconds:.0f} ms)"
+    print(f"measured peak: {peak / 1e9:,.1f} GFLOP/s ({dev.dtype} matmul {n}x{n}, {1000 * seconds:.0f} ms)"
           + (f"; datasheet peak (bf16): {datasheet / 1e12:,.0f} TFLOP/s" if datasheet else ""))
+    out = dict(fused_loss=raw.fused_loss, compile_mode=cfg.compile_mode if cfg.compile else None,
+               floor_ms=1000 * floor, measured_peak_flops=peak, datasheet_peak_flops=datasheet)
     for name, r in results.items():
         tokens_per_s = tokens / statistics.median(r.times)
         mfu = f"MFU {100 * raw.estimate_mfu(tokens_per_s, peak):.1f}% of measured peak"
@@ -282,6 +291,8 @@ def bench_train(cfg, device_type):
         if r.first is not None:
             compiles = " (includes compiling)" if cfg.compile and name == "ours" else ""
             print(f"{name}: first warm-up iteration {r.first:.2f} s{compiles}")
+        out[name] = dict(ms=1000 * statistics.median(r.times), tokens_per_s=tokens_per_s,
+                         mfu_datasheet=raw.estimate_mfu(tokens_per_s, datasheet) if datasheet else None)
     ours = statistics.median(results["ours"].times)
     print(f"matmul floor: {1000 * floor:.2f} ms per iteration, the step's {n_products} matrix products alone; "
           f"the rest of our step costs {1000 * (ours - floor):.2f} ms ({100 * (ours - floor) / ours:.0f}%)")
@@ -291,6 +302,8 @@ def bench_train(cfg, device_type):
         print(f"speedup over the nanoGPT-style step: {theirs / ours:.2f}x ({threads}; "
               f"{cfg.repeats} interleaved rounds of {cfg.iters} iterations)")
         print(f"most possible with these matmuls: {theirs / floor:.2f}x (a step with nothing but its matrix products)")
+        out["speedup"] = theirs / ours
+    return out
 
 
 def nanogpt_generate(model, idx, max_new_tokens, top_k=None):
@@ -306,16 +319,17 @@ def nanogpt_generate(model, idx, max_new_tokens, top_k=None):
     return idx
 
 
-def bench_sample(cfg, device_type):
+def bench_sample(cfg, dev):
     """tokens/s of model.generate with the KV cache (its decode step compiled, as sample.py does,
     when compile=True), without it, and of nanoGPT's generate, from the same prompt and seed."""
-    eager = train.build(cfg, device_type)[0].eval()
+    run = training.build(cfg, dev)
+    eager = run.model.eval()
     model = copy.deepcopy(eager)
     if cfg.compile:
-        compile_for_sampling(model, cfg.device)
-    ctx = autocast(cfg, device_type)
+        compile_for_sampling(model, dev.name)
+    ctx = autocast(dev)
     rng = torch.Generator().manual_seed(cfg.seed)
-    prompt = torch.randint(model.config.vocab_size, (1, cfg.prompt_len), generator=rng).to(cfg.device)
+    prompt = torch.randint(model.config.vocab_size, (1, cfg.prompt_len), generator=rng).to(dev.name)
     outputs = {}
 
     def generation(name, generate):
@@ -326,8 +340,8 @@ def bench_sample(cfg, device_type):
 
         return name, step, cfg.threads
 
-    # train.build has resolved init_from='auto' to 'resume' or 'scratch'
-    source = {"resume": f"{cfg.out_dir}/ckpt.pt", "scratch": "random init"}.get(cfg.init_from, cfg.init_from)
+    source = {"resume": rundir.path(cfg.out_dir, cfg.checkpoint), "scratch": "random init"}.get(run.init_from,
+                                                                                               run.init_from)
     print(f"model: {model.get_num_params():,} parameters ({source}), activation {model.config.activation}; "
           f"prompt {cfg.prompt_len} tokens, {cfg.new_tokens} new, block_size {model.config.block_size}; "
           f"KV cache {'compiled' if cfg.compile else 'eager'}, the others eager")
@@ -337,7 +351,7 @@ def bench_sample(cfg, device_type):
     entries = [generation("KV cache", lambda: model.generate(prompt, cfg.new_tokens, use_cache=True)),
                generation("no cache", lambda: eager.generate(prompt, cfg.new_tokens, use_cache=False)),
                generation("nanoGPT generate", lambda: nanogpt_generate(eager, prompt, cfg.new_tokens))]
-    results = measure(entries, device_type, warmup, 1, cfg.repeats)
+    results = measure(entries, dev.type, warmup, 1, cfg.repeats)
     rates = {name: cfg.new_tokens / statistics.median(r.times) for name, r in results.items()}
     for name, r in results.items():
         print(f"{name}: {rates[name]:,.1f} tokens/s ({spread(r.times)} per {cfg.new_tokens} tokens)")
@@ -347,11 +361,14 @@ def bench_sample(cfg, device_type):
     differ = (cached != uncached).nonzero()
     print("identical tokens with and without the cache: "
           + ("yes" if len(differ) == 0 else f"NO, first difference at position {differ[0].item()}"))
+    return dict(tokens_per_s=rates, speedup_no_cache=rates["KV cache"] / rates["no cache"],
+                speedup_nanogpt=rates["KV cache"] / rates["nanoGPT generate"], identical=len(differ) == 0,
+                compiled=cfg.compile)
 
 
-def mlp_step(mlp, x, cfg, device_type):
+def mlp_step(mlp, x, cfg, dev):
     """step(): forward and backward of one MLP, input gradient included as inside the model."""
-    fn, ctx = compiled(mlp, cfg), autocast(cfg, device_type)
+    fn, ctx = compiled(mlp, cfg), autocast(dev)
 
     def step():
         with ctx:
@@ -363,35 +380,36 @@ def mlp_step(mlp, x, cfg, device_type):
     return step
 
 
-def bench_mlp(cfg, device_type):
+def bench_mlp(cfg, dev):
     """Our registry MLP with gelu against a hard-coded fc -> GELU -> proj of the same shape."""
     mcfg = GPTConfig(n_embd=cfg.n_embd, n_head=cfg.n_head, bias=cfg.bias, activation="gelu")
     C = mcfg.n_embd
     torch.manual_seed(cfg.seed)
-    ours = MLP(mcfg).to(cfg.device)
+    ours = MLP(mcfg).to(dev.name)
     plain = nn.Sequential(nn.Linear(C, 4 * C, bias=cfg.bias), nn.GELU(), nn.Linear(4 * C, C, bias=cfg.bias))
-    plain.to(cfg.device)
-    x = torch.randn(cfg.batch_size, cfg.block_size, C, device=cfg.device, requires_grad=True)
-    entries = [("registry", mlp_step(ours, x, cfg, device_type), cfg.threads),
-               ("nn.Sequential", mlp_step(plain, x, cfg, device_type), cfg.threads)]
-    r = measure(entries, device_type, cfg.warmup, cfg.iters, cfg.repeats)
+    plain.to(dev.name)
+    x = torch.randn(cfg.batch_size, cfg.block_size, C, device=dev.name, requires_grad=True)
+    entries = [("registry", mlp_step(ours, x, cfg, dev), cfg.threads),
+               ("nn.Sequential", mlp_step(plain, x, cfg, dev), cfg.threads)]
+    r = measure(entries, dev.type, cfg.warmup, cfg.iters, cfg.repeats)
     ratio = statistics.median(r["registry"].times) / statistics.median(r["nn.Sequential"].times)
     print(f"MLP alone, forward+backward on {cfg.batch_size}x{cfg.block_size}x{C}: registry gelu "
           f"{spread(r['registry'].times)}, nn.Sequential(Linear, GELU, Linear) {spread(r['nn.Sequential'].times)}; "
           f"ratio {ratio:.3f}")
+    return ratio
 
 
-def bench_activations(cfg, device_type):
+def bench_activations(cfg, dev):
     """The training step of every registry entry, relative to gelu. All the models are built first
     so that they take turns within each round; a model too large to hold ten times over is better
     timed alone, with --mode=train --activation=NAME."""
     entries, n_params = [], {}
     for name in ACTIVATIONS:
-        run = SimpleNamespace(**{**vars(cfg), "activation": name, "init_from": "scratch"})  # a fresh model each
-        raw, step = training_step(run, device_type)
+        one = SimpleNamespace(**{**vars(cfg), "activation": name, "init_from": "scratch"})  # a fresh model each
+        raw, step = training_step(one, dev)
         entries.append((name, step, cfg.threads))
         n_params[name] = raw.get_num_params()
-    results = measure(entries, device_type, cfg.warmup, cfg.iters, cfg.repeats)
+    results = measure(entries, dev.type, cfg.warmup, cfg.iters, cfg.repeats)
     tokens = tokens_per_iter(cfg)
     gelu = statistics.median(results["gelu"].times)
     print(f"{'activation':<11} {'gated':<5} {'parameters':>11}  {'ms/iter: median (min, max)':<32} "
@@ -401,36 +419,54 @@ def bench_activations(cfg, device_type):
         median = statistics.median(times)
         print(f"{name:<11} {'yes' if activation.gated else 'no':<5} {n_params[name]:>11,}  {spread(times):<32} "
               f"{tokens / median:>10,.0f}  {median / gelu:.2f}x")
-    bench_mlp(cfg, device_type)
+    return dict(ms={name: 1000 * statistics.median(r.times) for name, r in results.items()},
+                mlp_ratio=bench_mlp(cfg, dev))
 
 
-def bench_profile(cfg, device_type):
+def bench_profile(cfg, dev):
     """Where our training step spends its time: torch.profiler around `iters` steps after the
     warm-up, the operators that took the most time of their own (compiled, each fused kernel by
     name)."""
-    if cfg.compile and device_type == "cpu":
+    if cfg.compile and dev.type == "cpu":
         import torch._inductor.config  # not at the top: it takes most of a second to import
 
         torch._inductor.config.cpp.enable_kernel_profile = True  # else a compiled graph is one opaque row
-    _, step = training_step(cfg, device_type)
-    timed(calls(step, max(cfg.warmup, 1)), device_type)  # at least one untimed step, to compile
-    on_device = device_type == "cuda"
+    _, step = training_step(cfg, dev)
+    timed(calls(step, max(cfg.warmup, 1)), dev.type)  # at least one untimed step, to compile
+    on_device = dev.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_device else [])
     with profile(activities=activities) as prof:
-        timed(calls(step, cfg.iters), device_type)
+        timed(calls(step, cfg.iters), dev.type)
     print(f"profile: totals over {cfg.iters} iterations, by {'GPU' if on_device else 'CPU'} time of their own")
     sort = "self_device_time_total" if on_device else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=sort, row_limit=PROFILE_ROWS, max_name_column_width=90))
+    return {}
+
+
+def bench_graphs(cfg, dev):
+    """How torch.compile splits the training forward and loss into graphs (torch._dynamo.explain on
+    one micro-batch): the graph count and the graph breaks with their reasons. One graph and no
+    break is what a compiled step wants; each break is a return to Python."""
+    run = training.build(cfg, dev)
+    batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, dev.name, run.model.config.vocab_size)
+    _, x, y = next(batches.train(cfg.seed, 0, 1))
+    with autocast(dev):
+        explained = torch._dynamo.explain(run.model)(x, y)
+    reasons = [str(getattr(b, "reason", b)) for b in explained.break_reasons]
+    print(f"graphs: {explained.graph_count}, graph breaks: {explained.graph_break_count}"
+          + "".join(f"\n  break: {reason}" for reason in reasons))
+    return dict(graph_count=explained.graph_count, graph_break_count=explained.graph_break_count,
+                break_reasons=reasons, fused_loss=run.model.fused_loss)
 
 
 # ----------------------------------------------------------------------------- entry point
 
 
-def device_name(cfg, device_type):
-    if device_type == "cuda":
-        return torch.cuda.get_device_name(cfg.device)
-    if device_type == "cpu":
-        return f"{plan.cpu_name()}, {os.cpu_count()} logical CPUs"
+def device_name(dev):
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev.name)
+    if dev.type == "cpu":
+        return f"{rundir.cpu_name()}, {os.cpu_count()} logical CPUs"
     return platform.processor() or platform.machine()
 
 
@@ -440,18 +476,23 @@ def load_average():
 
 
 def main(argv):
-    cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [train.__file__, __file__]))
+    cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [settings.__file__, __file__]))
     validate(cfg)
-    device_type = resolve_device(cfg)
+    dev = resolve_device(cfg)
+    check_cuda_graphs(cfg, dev, 1)
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
-    cfg.compile = cfg.compile and compile_works(cfg.device)  # as train.py: eager where compile fails
-    print(f"bench {cfg.mode}: {cfg.device} ({device_name(cfg, device_type)}), {torch.get_num_threads()} threads, "
-          f"{cfg.dtype}, compile={cfg.compile}, torch {torch.__version__}; load average {load_average()}")
+    cfg.compile = cfg.compile and compile_works(dev.name)  # as train.py: eager where compile fails
+    print(f"bench {cfg.mode}: {dev.name} ({device_name(dev)}), {torch.get_num_threads()} threads, "
+          f"{dev.dtype}, compile={cfg.compile}, torch {torch.__version__}; load average {load_average()}")
     if cfg.mode in ("train", "activations"):
         print(f"protocol: {cfg.warmup} warm-up iterations, then {cfg.repeats} rounds of {cfg.iters} iterations")
-    modes = {"train": bench_train, "sample": bench_sample, "activations": bench_activations, "profile": bench_profile}
-    modes[cfg.mode](cfg, device_type)
+    modes = {"train": bench_train, "sample": bench_sample, "activations": bench_activations, "profile": bench_profile,
+             "graphs": bench_graphs}
+    measured = modes[cfg.mode](cfg, dev)
     print(f"load average at the end: {load_average()}")
+    if cfg.json:
+        files.write_json(cfg.json, dict(mode=cfg.mode, device=dev.name, dtype=dev.dtype, torch=torch.__version__,
+                                        device_name=device_name(dev), **measured))
     return 0
 
 

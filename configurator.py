@@ -10,7 +10,6 @@ have the default's type (an int is accepted for a float; a None default accepts 
 Every mistake raises UserError, which the entry points print as one line.
 """
 
-import argparse
 import ast
 import difflib
 import os
@@ -18,30 +17,7 @@ import re
 import sys
 import types
 
-
-class UserError(Exception):
-    """A mistake the user can fix: printed as one line, exit status 1, no traceback."""
-
-
-def exit_status(fn, *args):
-    """fn(*args)'s exit status (None is 0); a UserError is printed as one line on stderr and gives 1."""
-    try:
-        return fn(*args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse for the data scripts, with its mistakes reported as one UserError line."""
-
-    def error(self, message):
-        raise UserError(f"{message} (see --help)")
-
-
-def run_main(main):
-    """The entry points' last line: exit with main(argv)'s status."""
-    sys.exit(exit_status(main, sys.argv[1:]))
+from errors import UserError
 
 
 def configure(defaults, argv, doc="", sources=()):

@@ -1,13 +1,16 @@
 """
 Files written whole or not at all. Each is written to a temporary file beside its target, flushed,
 fsynced and renamed over it, so a process killed midway leaves the previous file as it was; the
-data scripts, checkpoints, run records and exports all write this way. No torch here: the data
-scripts use it too.
+data scripts, checkpoints, run records and exports all write this way. A write that fails (a full
+disk, a quota, a file-size limit) is one line saying which file, how much it needed and had, and
+that the previous file is intact. No torch here: the data scripts use it too.
 """
 
 import json
 import os
 import shutil
+
+from errors import UserError
 
 TMP_SUFFIX = ".tmp"
 
@@ -16,29 +19,53 @@ def temporary(path):
     return f"{os.path.normpath(path)}.{os.getpid()}{TMP_SUFFIX}"
 
 
-def atomic_writes(writers):
+def atomic_writes(writers, needs=None):
     """Call write(file) for each {path: write} on a temporary binary file beside path, then move
-    them all into place: all of them or, if any write fails, none. Returns {path: write's result}."""
+    them all into place: all of them or, if any write fails, none. Returns {path: write's result}.
+    needs: {path: bytes it will take}, where the caller knows, for the message if space runs out."""
     tmps = {path: temporary(path) for path in writers}
-    results = {}
+    results, path = {}, None
     try:
         for path, write in writers.items():
             with open(tmps[path], "w+b") as f:
                 results[path] = write(f)
                 f.flush()
                 os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as e:
+        written = os.path.getsize(tmps[path]) if os.path.exists(tmps[path]) else 0
         for tmp in tmps.values():
             if os.path.exists(tmp):
                 os.remove(tmp)
-        raise
+        cause = os_error(e)
+        if cause is None:
+            raise
+        raise UserError(failed_write(path, cause, written, (needs or {}).get(path))) from None
     for path, tmp in tmps.items():
         os.replace(tmp, path)
     return results
 
 
-def atomic_write(path, write):
-    return atomic_writes({path: write})[path]
+def atomic_write(path, write, needs=None):
+    return atomic_writes({path: write}, {path: needs})[path]
+
+
+def os_error(e):
+    """The OSError behind an exception (torch.save wraps it in a RuntimeError), or None."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    return e
+
+
+def failed_write(path, error, written, needs):
+    """One line on a write that failed: what, why, how much it needed and had, what is left."""
+    reason = error.strerror or str(error) or type(error).__name__
+    folder = os.path.dirname(os.path.abspath(path))
+    free = shutil.disk_usage(folder).free if os.path.isdir(folder) else None
+    size = f"it needs about {needs:,} bytes, " if needs else ""
+    room = f"{size}{written:,} were written and {free:,} bytes are free there" if free is not None \
+        else size.rstrip(", ")
+    kept = f"the previous {os.path.basename(path)} is intact" if os.path.exists(path) else "nothing was written"
+    return f"cannot write {path} ({reason}): {room}; {kept}; free some space (or raise the limit) and try again"
 
 
 def write_json(path, obj):

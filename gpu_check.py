@@ -15,21 +15,30 @@ Each check runs the project's own scripts as a user would, in subprocesses, on t
   memory     the dry run's memory estimate for that 124M run beside its measured peak
   plan       the GPT-2 XL dry run
 
+With --paths=True (`make gpu-paths`, under 10 minutes on one GPU by our estimate) it runs, instead,
+the code paths only a GPU takes: training and evaluation under CUDA graphs and their refusal with
+gradient accumulation, bench.py's step in that mode, DDP and FSDP on one rank compiled in bf16 (FSDP
+compiling block by block), the compiled KV cache (in place, positions on the device) giving the
+tokens of no cache, and the fused loss compiled as one graph.
+
 With --speed=True it runs, instead, bench.py's measurements behind the speed goals: the training
 step of GPT-2 124M at batch 12 and 24 (plain, with the fused loss, with CUDA graphs) beside
 nanoGPT's compiled step and the matmul floor (goal: 1.3x), and sampling the baby GPT and 124M with
 the compiled KV cache against no cache and nanoGPT's generate (goal: 5x, identical tokens).
 
-It prints a PASS/FAIL table and writes it, with every command and the tail of its output, to
-OUT_DIR/gpu_check.md. Nothing is downloaded: data/shakespeare_char/input.txt (and, for bench, GPT-2's
-BPE ranks in TIKTOKEN_CACHE_DIR) must be there, or reachable online. `--smoke=True --device=cpu`
-rehearses every check on tiny models on a CPU (the test suite does), so the script is known to work
-before a GPU is paid for.
+It prints a table of PASS, FAIL and SKIP (a check that cannot test what it names here, such as
+averaging across ranks on one GPU, says so and runs what it can) and writes it, with every command
+and the tail of its output, to OUT_DIR/gpu_check.md. The scripts it runs report to it as data: run
+records (rundir.py), and the JSON that bench.py and sample.py write with --json; never their printed
+text. It runs with the torch already installed (`make gpu-check` installs nothing), and needs
+data/shakespeare_char/input.txt (and, for the 124M rows, GPT-2's BPE ranks in TIKTOKEN_CACHE_DIR),
+or a connection to fetch them: the first line of its output says what is missing.
+`--smoke=True --device=cpu` rehearses every check on tiny models on a CPU (the test suite does), so
+the script is known to work before a GPU is paid for.
 """
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -37,7 +46,11 @@ import sys
 import time
 from types import SimpleNamespace
 
-from configurator import UserError, configure, run_main
+import files
+import rundir
+import settings
+from configurator import configure
+from errors import UserError, run_main
 
 DEFAULTS = dict(
     out_dir="out-gpu-check",  # emptied first; holds every run of the check and gpu_check.md
@@ -45,6 +58,7 @@ DEFAULTS = dict(
     smoke=False,  # tiny models, float32, no compile: a rehearsal of the script itself, in seconds
     only=[],  # names of the checks to run (default: all)
     speed=False,  # instead of the checks, the speed goals: training step and sampling against nanoGPT's
+    paths=False,  # instead of the checks, the GPU-only code paths: CUDA graphs, one-rank DDP/FSDP compiled, ...
 )
 ROOT = os.path.dirname(os.path.abspath(__file__))
 CHAR = "config/train_shakespeare_char.py"
@@ -60,12 +74,14 @@ def flags(**keys):
 
 
 class Checks:
+    """Each check returns (True: PASS, False: FAIL or None: SKIP, what was measured)."""
+
     def __init__(self, cfg):
         self.cfg, self.out = cfg, cfg.out_dir
         self.gpu = cfg.device != "cpu"
         self.log = [f"# gpu_check: device {cfg.device}{' (smoke)' if cfg.smoke else ''}", ""]
-        fast = dict(compile=True, dtype="bfloat16") if self.gpu and not cfg.smoke else dict(compile=False)
-        self.model = {**(TINY if cfg.smoke else {}), "device": cfg.device, **fast}
+        self.fast = dict(compile=True, dtype="bfloat16") if self.gpu and not cfg.smoke else dict(compile=False)
+        self.model = {**(TINY if cfg.smoke else {}), "device": cfg.device, **self.fast}
 
     def sh(self, *args, env=None, timeout=600):
         """Run a command of the repo; its command line and output tail go to the log."""
@@ -78,10 +94,22 @@ class Checks:
                      *tail, "```", ""]
         return r
 
+    def json_of(self, script, name, *args):
+        """Run bench.py or sample.py with --json=OUT/NAME.json; (exit status, what it wrote or None)."""
+        path = os.path.join(self.out, f"{name}.json")
+        r = self.sh(script, *args, f"--json={path!r}")
+        if r.returncode or not os.path.exists(path):
+            return r.returncode, None
+        with open(path) as f:
+            return 0, json.load(f)
+
     def train_args(self, out, **more):
         keys = dict(out_dir=os.path.join(self.out, out), max_iters=ITERS, lr_decay_iters=ITERS, eval_interval=100,
                     eval_iters=20, log_interval=10, **self.model)
         return [CHAR, *flags(**{**keys, **more})]
+
+    def ranks(self):
+        return gpu_count() if self.gpu else 2
 
     # ------------------------------------------------------------------------------------ checks
 
@@ -107,10 +135,10 @@ class Checks:
         if proc.returncode != 128 + signal.SIGTERM:
             return False, f"the stopped run exited {proc.returncode}, not {128 + signal.SIGTERM}"
         r = self.sh("train.py", *args)
-        resumed = re.search(r"at iteration (\d+)", r.stdout)
+        resumed = resumed_at(folder)
         if r.returncode or not resumed:
             return False, f"the resumed run exited {r.returncode}" + ("" if resumed else " without resuming")
-        at = int(resumed[1])
+        at = resumed[-1]
         ref, got = losses(os.path.join(self.out, "train")), losses(folder)
         if set(ref) != set(got):
             return False, "the resumed run logged other iterations than the uninterrupted one"
@@ -127,140 +155,217 @@ class Checks:
 
     def gpu_to_cpu(self):
         src, dst = os.path.join(self.out, "train"), os.path.join(self.out, "cpu")
-        if not os.path.exists(os.path.join(src, "ckpt.pt")):
+        if not os.path.exists(rundir.path(src, rundir.CKPT)):
             return False, "no checkpoint from the train check"
-        shutil.copytree(src, dst)
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(rundir.LOCK))
         r = self.sh("train.py", *self.train_args("cpu", init_from="resume", max_iters=ITERS + 5, eval_iters=2,
                                                  device="cpu", dtype="float32", compile=False))
-        if r.returncode or f"at iteration {ITERS}" not in r.stdout:
+        if r.returncode or resumed_at(dst)[-1:] != [ITERS]:
             return False, f"resuming on the CPU exited {r.returncode}"
         loss = evals_of(dst)[-1]["val_loss"]
-        s = self.sh("sample.py", f"--out_dir={src}", "--device=cpu", "--num_samples=1", "--max_new_tokens=100")
-        text = s.stdout.split("---------------")[0].strip()
-        ok = s.returncode == 0 and len(text) > 50
+        code, sampled = self.json_of("sample.py", "sample_cpu", f"--out_dir={src}", "--device=cpu", "--num_samples=1",
+                                     "--max_new_tokens=100")
+        text = sampled["samples"][0] if sampled else ""
+        ok = code == 0 and len(text) > 50
         return ok, f"continued to iteration {ITERS + 5} on the CPU (val loss {loss:.3f}); sampled " \
-                   f"{len(text)} characters on the CPU" + ("" if ok else f" (sample.py exited {s.returncode})")
+                   f"{len(text)} characters on the CPU" + ("" if ok else f" (sample.py exited {code})")
 
-    def torchrun(self):
-        n = gpu_count() if self.gpu else 2
+    def distributed(self, name, against, **more):
+        """train.py under torchrun over every GPU (2 gloo ranks in a CPU rehearsal) against the run
+        `against`, in float32 with exact matmuls, so that only the order of additions differs. With
+        one GPU there is nothing to average or shard across: the rank runs compiled and in bf16, as
+        a real run would, and the row says SKIP."""
+        n = self.ranks()
         same = dict(max_iters=20, lr_decay_iters=20, eval_interval=10, eval_iters=5, log_interval=1,
-                    gradient_accumulation_steps=2 * n, dtype="float32", matmul_precision="highest", compile=False)
-        one = self.sh("train.py", *self.train_args("one", **same))
-        many = self.sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "train.py",
-                       *self.train_args("ddp", **same))
-        if one.returncode or many.returncode:
-            return False, f"one process exited {one.returncode}, torchrun exited {many.returncode}"
-        a, b = losses(os.path.join(self.out, "one")), losses(os.path.join(self.out, "ddp"))
+                    gradient_accumulation_steps=2 * n)
+        exact = dict(dtype="float32", matmul_precision="highest", compile=False)
+        torchrun = ("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "train.py")
+        if n < 2:
+            r = self.sh(*torchrun, *self.train_args(name, **same, **more))
+            evals = evals_of(os.path.join(self.out, name))
+            if r.returncode or not evals:
+                return False, f"torchrun over 1 GPU exited {r.returncode}"
+            how = ", ".join(f"{k}={v}" for k, v in {**more, **self.fast}.items())
+            return None, (f"one GPU: nothing to average or shard across; 1 rank ran ({how}): exit 0, val loss "
+                          f"{evals[0]['val_loss']:.3f} -> {evals[-1]['val_loss']:.3f}; needs 2+ GPUs to compare")
+        if against == "one":
+            one = self.sh("train.py", *self.train_args("one", **same, **exact))
+            if one.returncode:
+                return False, f"one process exited {one.returncode}"
+        elif not os.path.exists(rundir.path(os.path.join(self.out, against), rundir.METRICS)):
+            return False, f"no {against} run from the torchrun check"
+        r = self.sh(*torchrun, *self.train_args(name, **same, **exact, **more))
+        if r.returncode:
+            return False, f"torchrun exited {r.returncode}"
+        a, b = losses(os.path.join(self.out, against)), losses(os.path.join(self.out, name))
         if set(a) != set(b):
-            return False, "torchrun logged other iterations than one process"
+            return False, f"torchrun logged other iterations than {against}"
         worst = max(abs(a[k] - b[k]) / abs(a[k]) for k in a)
         backend = "nccl" if self.gpu else "gloo"
-        return worst <= DDP_RTOL, f"{n} ranks ({backend}) vs 1 process, {len(a)} losses: largest relative " \
-                                  f"difference {worst:.1e} (tolerance {DDP_RTOL:g})"
+        extra = "".join(f", {k}={v}" for k, v in more.items())
+        return worst <= DDP_RTOL, (f"{n} ranks ({backend}{extra}) vs {'1 process' if against == 'one' else against}, "
+                                   f"{len(a)} losses: largest relative difference {worst:.1e} (tolerance {DDP_RTOL:g})")
+
+    def torchrun(self):
+        return self.distributed("ddp", "one")
 
     def fsdp(self):
-        """FSDP over every GPU against DDP over every GPU (the torchrun check's run), same batches."""
-        n = gpu_count() if self.gpu else 2
-        same = dict(max_iters=20, lr_decay_iters=20, eval_interval=10, eval_iters=5, log_interval=1,
-                    gradient_accumulation_steps=2 * n, dtype="float32", matmul_precision="highest", compile=False)
-        if not os.path.exists(os.path.join(self.out, "ddp", "metrics.jsonl")):
-            return False, "no DDP run from the torchrun check"
-        r = self.sh("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "train.py",
-                    *self.train_args("fsdp", **same, fsdp=True, activation_checkpointing=True))
-        if r.returncode:
-            return False, f"torchrun with fsdp=True exited {r.returncode}"
-        a, b = losses(os.path.join(self.out, "ddp")), losses(os.path.join(self.out, "fsdp"))
-        worst = max(abs(a[k] - b[k]) / abs(a[k]) for k in a)
-        return worst <= DDP_RTOL, f"{n} ranks, FSDP with activation checkpointing vs DDP, {len(a)} losses: " \
-                                  f"largest relative difference {worst:.1e} (tolerance {DDP_RTOL:g})"
+        """FSDP with activation checkpointing against DDP (the torchrun check's run), same batches."""
+        return self.distributed("fsdp", "ddp", fsdp=True, activation_checkpointing=True)
+
+    def model_124m(self):
+        """train.py flags of GPT-2 124M on tiny Shakespeare in BPE (or the tiny model of a rehearsal)."""
+        if self.cfg.smoke:
+            return [CHAR, *flags(**TINY, device=self.cfg.device, compile=False)]
+        return ["config/gpt2_124m_gelu.py", *flags(dataset="shakespeare", device=self.cfg.device)]
 
     def memory(self):
         """The plan's estimate of a run's GPU memory beside what the run held at most."""
-        if self.cfg.smoke:
-            args = [CHAR, *flags(**TINY, device=self.cfg.device, compile=False)]
-        else:
-            prepared = self.prepare("shakespeare")
-            if prepared:
-                return False, prepared
-            args = ["config/gpt2_124m_gelu.py", *flags(dataset="shakespeare", gradient_accumulation_steps=1,
-                                                        device=self.cfg.device, compile=False)]
-        args += flags(max_iters=5, eval_interval=5, eval_iters=1, log_interval=1, out_dir=os.path.join(self.out, "mem"))
-        planned = self.sh("train.py", *args, "--dry_run=True", "--world_size=1")
-        estimate = re.search(r"this run \(DDP\): ([\d.]+) GiB per GPU", planned.stdout)
+        import plan
+        import training
+
+        if not self.cfg.smoke and (missing := self.prepare("shakespeare")):
+            return False, missing
+        args = [*self.model_124m(), *flags(gradient_accumulation_steps=1, compile=False, max_iters=5, eval_interval=5,
+                                           eval_iters=1, log_interval=1, out_dir=os.path.join(self.out, "mem"))]
+        cfg = SimpleNamespace(**configure(settings.DEFAULTS, [os.path.join(ROOT, args[0]), *args[1:]]))
+        estimate = plan.estimate(cfg, training.planned_config(cfg), 1)
+        planned = estimate.totals[estimate.ours] / 2**30
         r = self.sh("train.py", *args, "--wandb_log=False")
-        if planned.returncode or r.returncode or not estimate:
-            return False, f"the dry run exited {planned.returncode}, the run {r.returncode}"
-        with open(os.path.join(self.out, "mem", "summary.json")) as f:
-            measured = json.load(f)["max_memory_gib"]
+        if r.returncode:
+            return False, f"the run exited {r.returncode}"
+        measured = rundir.summary(os.path.join(self.out, "mem"))["max_memory_gib"]
         if measured is None:
-            return True, f"planned {estimate[1]} GiB; nothing to measure on a CPU"
-        return True, f"planned {estimate[1]} GiB, measured {measured:.2f} GiB (torch.cuda.max_memory_allocated, eager)"
+            return True, f"planned {planned:.2f} GiB; nothing to measure on a CPU"
+        return True, f"planned {planned:.2f} GiB, measured {measured:.2f} GiB (torch.cuda.max_memory_allocated, eager)"
 
     def kv_cache(self):
         src = os.path.join(self.out, "train")
-        if not os.path.exists(os.path.join(src, "ckpt.pt")):
+        if not os.path.exists(rundir.path(src, rundir.CKPT)):
             return False, "no checkpoint from the train check"
-        r = self.sh("bench.py", *self.train_args("train", init_from="resume", dtype="float32", compile=False,
-                                                 matmul_precision="highest"),
-                    "--mode=sample", "--new_tokens=300", "--repeats=1", "--warmup=1")
-        found = re.search(r"identical tokens with and without the cache: (.*)", r.stdout)
-        speed = re.search(r"cache speedup: ([\d.]+)x", r.stdout)
-        if r.returncode or not found:
-            return False, f"bench.py --mode=sample exited {r.returncode}"
-        return found[1] == "yes", f"identical tokens: {found[1]}; cache speedup {speed[1]}x (eager, float32)"
+        code, got = self.json_of("bench.py", "kv_cache", *self.train_args(
+            "train", init_from="resume", dtype="float32", compile=False, matmul_precision="highest"),
+            "--mode=sample", "--new_tokens=300", "--repeats=1", "--warmup=1")
+        if got is None:
+            return False, f"bench.py --mode=sample exited {code}"
+        return got["identical"], (f"identical tokens: {'yes' if got['identical'] else 'NO'}; cache speedup "
+                                  f"{got['speedup_no_cache']:.2f}x (eager, float32)")
 
     def bench(self):
-        if self.cfg.smoke:
-            args = [CHAR, *flags(**TINY, device=self.cfg.device, compile=False, gradient_accumulation_steps=1)]
-        else:
-            prepared = self.prepare("shakespeare")
-            if prepared:
-                return False, prepared
-            args = ["config/gpt2_124m_gelu.py", *flags(dataset="shakespeare", batch_size=12,
-                                                        gradient_accumulation_steps=1, device=self.cfg.device)]
-        r = self.sh("bench.py", *args, "--warmup=10", "--iters=20", "--repeats=3")
-        ours = re.search(r"^ours: ([\d.]+) ms .*?([\d,]+) tokens/s, (MFU .*)$", r.stdout, re.M)
-        if r.returncode or not ours:
-            return False, f"bench.py exited {r.returncode}"
-        return True, f"{ours[1]} ms/iter, {ours[2]} tokens/s, {ours[3]}"
+        if not self.cfg.smoke and (missing := self.prepare("shakespeare")):
+            return False, missing
+        code, got = self.json_of("bench.py", "bench", *self.model_124m(), *flags(batch_size=12 if not self.cfg.smoke
+                                 else TINY["batch_size"], gradient_accumulation_steps=1),
+                                 "--warmup=10", "--iters=20", "--repeats=3")
+        if got is None:
+            return False, f"bench.py exited {code}"
+        ours = got["ours"]
+        mfu = f", MFU {100 * ours['mfu_datasheet']:.1f}% of the datasheet peak" if ours["mfu_datasheet"] else ""
+        return True, f"{ours['ms']:.2f} ms/iter, {ours['tokens_per_s']:,.0f} tokens/s{mfu}"
 
     def plan(self):
-        r = self.sh("train.py", "config/gpt2_xl_gelu.py", "--dry_run=True", "--world_size=8", "--gpu_memory_gb=40")
-        params = re.search(r"parameters: ([\d,]+)", r.stdout)
-        ours = re.search(r"this run \(DDP\): ([\d.]+) GiB per GPU", r.stdout)
-        cheapest = re.search(r"the cheapest that fits: (.*)", r.stdout)
-        if r.returncode or not (params and ours and cheapest):
+        import plan
+        import training
+
+        args = ["config/gpt2_xl_gelu.py", "--dry_run=True", "--world_size=8", "--gpu_memory_gb=40"]
+        r = self.sh("train.py", *args)
+        if r.returncode:
             return False, f"dry run exited {r.returncode}"
-        return True, f"GPT-2 XL, {params[1]} parameters: {ours[1]} GiB per GPU under DDP; on 8 x 40 GB: {cheapest[1]}"
+        cfg = SimpleNamespace(**configure(settings.DEFAULTS, [os.path.join(ROOT, args[0]), *args[1:]]))
+        e = plan.estimate(cfg, training.planned_config(cfg), 8)
+        cheapest = (f"{e.cheapest[0]} ({e.cheapest[1]})" if e.cheapest[1] else e.cheapest[0]) if e.cheapest \
+            else "nothing fits"
+        return True, (f"GPT-2 XL, {e.n_all:,} parameters: {e.totals['DDP'] / 2**30:.2f} GiB per GPU under DDP; "
+                      f"on 8 x 40 GB: {cheapest}")
+
+    # -------------------------------------------------------------------- the GPU-only code paths
+
+    def cuda_graphs_train(self):
+        """Training and evaluation compiled with CUDA graphs (one micro-step per rank)."""
+        r = self.sh("train.py", *self.train_args("graphs", compile_mode="reduce-overhead", max_iters=60,
+                                                 lr_decay_iters=60, eval_interval=20, gradient_accumulation_steps=1))
+        evals = evals_of(os.path.join(self.out, "graphs"))
+        if r.returncode or len(evals) < 2:
+            return False, f"train.py with compile_mode='reduce-overhead' exited {r.returncode}"
+        losses = [e["val_loss"] for e in evals]
+        ok = all(loss < 10 for loss in losses) and losses[-1] < losses[0]
+        return ok, f"val loss {' -> '.join(f'{loss:.3f}' for loss in losses)} ({self.describe()})"
+
+    def cuda_graphs_refused(self):
+        """Gradient accumulation under CUDA graphs is refused in one line."""
+        if not self.gpu:
+            return None, "CUDA graphs exist only on CUDA: nothing to refuse here"
+        r = self.sh("train.py", *self.train_args("refused", compile_mode="reduce-overhead",
+                                                 gradient_accumulation_steps=2))
+        line = r.stderr.strip()
+        ok = r.returncode == 1 and "\n" not in line and "pytorch/pytorch#169545" in line
+        return ok, line[:160] or f"exited {r.returncode}"
+
+    def bench_cuda_graphs(self):
+        args = self.train_args("bench_graphs", compile_mode="reduce-overhead", gradient_accumulation_steps=1)
+        code, got = self.json_of("bench.py", "bench_graphs", *args, "--warmup=3", "--iters=5", "--repeats=1")
+        if got is None:
+            return False, f"bench.py exited {code}"
+        want = "reduce-overhead" if self.fast["compile"] else None
+        return got["compile_mode"] == want, (f"timed in mode {got['compile_mode']}: {got['ours']['ms']:.2f} ms/iter "
+                                             f"(the mode asked for: {want})")
+
+    def one_rank(self, name, **more):
+        """train.py under torchrun on one rank, as a real run would take it (compiled bf16 on a GPU)."""
+        r = self.sh("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "train.py",
+                    *self.train_args(name, max_iters=40, lr_decay_iters=40, eval_interval=20, **more))
+        evals = evals_of(os.path.join(self.out, name))
+        if r.returncode or len(evals) < 2:
+            return False, f"torchrun exited {r.returncode}"
+        return evals[-1]["val_loss"] < evals[0]["val_loss"], (
+            f"val loss {evals[0]['val_loss']:.3f} -> {evals[-1]['val_loss']:.3f} ({self.describe(**more)})")
+
+    def kv_cache_compiled(self):
+        src = os.path.join(self.out, "graphs")
+        if not os.path.exists(rundir.path(src, rundir.CKPT)):
+            return False, "no checkpoint from the CUDA graphs train row"
+        code, got = self.json_of("bench.py", "kv_compiled", *self.train_args("graphs", init_from="resume"),
+                                 "--mode=sample", "--new_tokens=200", "--repeats=1", "--warmup=1")
+        if got is None:
+            return False, f"bench.py --mode=sample exited {code}"
+        same = "yes" if got["identical"] else "NO"
+        return got["identical"], (f"compiled={got['compiled']}: identical tokens {same}; "
+                                  f"{got['tokens_per_s']['KV cache']:,.0f} tokens/s, {got['speedup_no_cache']:.2f}x "
+                                  "no cache")
+
+    def fused_loss_graphs(self):
+        code, got = self.json_of("bench.py", "fused_graphs", *self.train_args("fused_graphs", fused_loss=True),
+                                 "--mode=graphs")
+        if got is None:
+            return False, f"bench.py --mode=graphs exited {code}"
+        if not got["fused_loss"]:
+            return False, "this torch has no linear_cross_entropy: the plain loss ran"
+        return got["graph_break_count"] == 0, (f"{got['graph_count']} graph(s), {got['graph_break_count']} break(s)"
+                                               + "".join(f"; {r[:80]}" for r in got["break_reasons"]))
+
+    def describe(self, **more):
+        return ", ".join(f"{k}={v}" for k, v in {**more, **self.fast}.items())
 
     # ------------------------------------------------------------------------------ speed goals
 
     def step_speed(self, batch, **more):
         """bench.py's training step of GPT-2 124M (compiled bf16, no accumulation) beside nanoGPT's
         compiled step and the matmul floor, in one interleaved measurement."""
-        if self.cfg.smoke:
-            args, protocol = [CHAR, *flags(**TINY, device=self.cfg.device, compile=False)], (1, 2, 1)
-        else:
-            prepared = self.prepare("shakespeare")
-            if prepared:
-                return False, prepared
-            args = ["config/gpt2_124m_gelu.py", *flags(dataset="shakespeare", device=self.cfg.device)]
-            protocol = (10, 20, 3)
-        args += flags(batch_size=batch, gradient_accumulation_steps=1, **more)
-        r = self.sh("bench.py", *args, "--reference=True", *flags(warmup=protocol[0], iters=protocol[1],
-                                                                   repeats=protocol[2]))
-        ours, theirs = (re.search(rf"^{name}: ([\d.]+) ms .*?(MFU [^,\n]*)", r.stdout, re.M)
-                        for name in ("ours", "nanoGPT-style"))
-        floor = re.search(r"matmul floor: ([\d.]+) ms", r.stdout)
-        if r.returncode or not (ours and theirs and floor):
-            return False, f"bench.py exited {r.returncode}"
-        unavailable = re.search(r"^fused_loss needs .*?;", r.stdout, re.M)  # then ours is the plain step
-        if unavailable:
-            return False, unavailable[0].rstrip(";")
-        speedup = float(theirs[1]) / float(ours[1])
+        if not self.cfg.smoke and (missing := self.prepare("shakespeare")):
+            return False, missing
+        protocol = (1, 2, 1) if self.cfg.smoke else (10, 20, 3)
+        code, got = self.json_of("bench.py", f"step_b{batch}_{'_'.join(more) or 'plain'}", *self.model_124m(),
+                                 *flags(batch_size=batch, gradient_accumulation_steps=1, **more), "--reference=True",
+                                 *flags(warmup=protocol[0], iters=protocol[1], repeats=protocol[2]))
+        if got is None:
+            return False, f"bench.py exited {code}"
+        if more.get("fused_loss") and not got["fused_loss"]:
+            return False, "fused_loss was asked for but this torch has no linear_cross_entropy: the plain loss ran"
+        ours, theirs = got["ours"], got["nanoGPT-style"]
+        speedup = got["speedup"]
         return self.cfg.smoke or speedup >= STEP_GOAL, (
-            f"batch {batch}{''.join(f', {k}={v}' for k, v in more.items())}: ours {ours[1]} ms ({ours[2]}), nanoGPT's "
-            f"step {theirs[1]} ms: {speedup:.2f}x (goal {STEP_GOAL}x); matmul floor {floor[1]} ms")
+            f"batch {batch}{''.join(f', {k}={v}' for k, v in more.items())}: ours {ours['ms']:.2f} ms, nanoGPT's "
+            f"step {theirs['ms']:.2f} ms: {speedup:.2f}x (goal {STEP_GOAL}x); matmul floor {got['floor_ms']:.2f} ms")
 
     def sample_speed(self, config):
         """Sampling with the KV cache (its decode step compiled) against no cache and nanoGPT's
@@ -268,20 +373,18 @@ class Checks:
         if self.cfg.smoke:
             args = [CHAR, *flags(**TINY, device=self.cfg.device, compile=False)]
         else:
-            prepared = None if config == CHAR else self.prepare("shakespeare")
-            if prepared:
-                return False, prepared
+            if config != CHAR and (missing := self.prepare("shakespeare")):
+                return False, missing
             args = [config, *flags(device=self.cfg.device, compile=True, dataset="shakespeare_char" if config == CHAR
                                    else "shakespeare")]
-        r = self.sh("bench.py", *args, "--mode=sample", "--new_tokens=200", "--repeats=3", "--warmup=1")
-        speed = re.search(r"cache speedup: ([\d.]+)x over no cache, ([\d.]+)x over nanoGPT's generate", r.stdout)
-        rate = re.search(r"^KV cache: ([\d,.]+) tokens/s", r.stdout, re.M)
-        same = re.search(r"identical tokens with and without the cache: (.*)", r.stdout)
-        if r.returncode or not (speed and rate and same):
-            return False, f"bench.py --mode=sample exited {r.returncode}"
-        ok = same[1] == "yes" and (self.cfg.smoke or float(speed[1]) >= SAMPLE_GOAL)
-        return ok, (f"{rate[1]} tokens/s with the cache: {speed[1]}x no cache (goal {SAMPLE_GOAL}x), {speed[2]}x "
-                    f"nanoGPT's generate; identical tokens: {same[1]}")
+        code, got = self.json_of("bench.py", f"sample_{os.path.basename(config)[:-3]}", *args, "--mode=sample",
+                                 "--new_tokens=200", "--repeats=3", "--warmup=1")
+        if got is None:
+            return False, f"bench.py --mode=sample exited {code}"
+        ok = got["identical"] and (self.cfg.smoke or got["speedup_no_cache"] >= SAMPLE_GOAL)
+        return ok, (f"{got['tokens_per_s']['KV cache']:,.1f} tokens/s with the cache: {got['speedup_no_cache']:.2f}x "
+                    f"no cache (goal {SAMPLE_GOAL}x), {got['speedup_nanogpt']:.2f}x nanoGPT's generate; identical "
+                    f"tokens: {'yes' if got['identical'] else 'NO'}")
 
     def prepare(self, dataset):
         """None once data/DATASET is prepared, else why it could not be."""
@@ -296,6 +399,17 @@ CHECKS = {"train": Checks.train, "resume": Checks.resume, "gpu->cpu": Checks.gpu
           "memory": Checks.memory, "plan": Checks.plan}
 
 
+PATHS = {
+    "CUDA graphs train": Checks.cuda_graphs_train,
+    "CUDA graphs refuse accumulation": Checks.cuda_graphs_refused,
+    "bench in CUDA graphs": Checks.bench_cuda_graphs,
+    "DDP, 1 rank": lambda c: c.one_rank("ddp1"),
+    "FSDP, 1 rank, per block": lambda c: c.one_rank("fsdp1", fsdp=True),
+    "KV cache compiled": Checks.kv_cache_compiled,
+    "fused loss, one graph": Checks.fused_loss_graphs,
+}
+BPE_ROWS = {"memory", "bench", "step b12", "step b12 fused loss", "step b12 CUDA graphs", "step b24",
+            "step b24 fused loss", "sample 124M"}  # the rows that train GPT-2 124M on BPE tokens
 SPEED = {
     "step b12": lambda c: c.step_speed(12),
     "step b12 fused loss": lambda c: c.step_speed(12, fused_loss=True),
@@ -313,31 +427,22 @@ def gpu_count():
     return torch.cuda.device_count()
 
 
-def records(folder):
-    path = os.path.join(folder, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    out = []
-    with open(path) as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line still being written
-                break
-    return out
-
-
 def last_logged(folder):
-    return max((r["iter"] for r in records(folder)), default=-1)
+    return max((r["iter"] for r in rundir.read_metrics(folder)[0]), default=-1)
 
 
 def evals_of(folder):
-    return [r for r in records(folder) if "val_loss" in r]
+    return rundir.evaluations(rundir.read_metrics(folder)[0])
+
+
+def resumed_at(folder):
+    """The iterations at which a run's processes resumed, from its records."""
+    return [r["iter"] for r in rundir.read_metrics(folder)[0] if "resumed_with" in r]
 
 
 def losses(folder):
     """(iteration, kind) -> loss, for every logged training and evaluation loss."""
-    return {(r["iter"], k): r[k] for r in records(folder) for k in ("loss", "val_loss") if k in r}
+    return {(r["iter"], k): r[k] for r in rundir.read_metrics(folder)[0] for k in ("loss", "val_loss") if k in r}
 
 
 def environment(cfg):
@@ -345,15 +450,13 @@ def environment(cfg):
 
     import torch
 
-    from plan import cpu_name
-
-    where = torch.cuda.get_device_name(cfg.device) if cfg.device != "cpu" else cpu_name()
+    where = torch.cuda.get_device_name(cfg.device) if cfg.device != "cpu" else rundir.cpu_name()
     count = f"{torch.cuda.device_count()} x " if cfg.device != "cpu" else ""
     return f"{count}{where}; torch {torch.__version__}; Python {platform.python_version()}"
 
 
 def validate(cfg):
-    checks = SPEED if cfg.speed else CHECKS
+    checks = SPEED if cfg.speed else PATHS if cfg.paths else CHECKS
     unknown = [name for name in cfg.only if name not in checks]
     if unknown:
         raise UserError(f"only={cfg.only!r} names unknown checks {unknown}; choose from {', '.join(checks)}")
@@ -361,37 +464,51 @@ def validate(cfg):
         raise UserError("device='cpu' runs the full-size checks on a CPU, which takes hours; add --smoke=True")
 
 
+def needs(cfg, checks, names):
+    """What the chosen checks need and this machine lacks, as one line ('' when nothing): the data
+    they train on, and GPT-2's BPE ranks for the 124M rows."""
+    missing = []
+    if checks.prepare("shakespeare_char"):
+        missing.append("data/shakespeare_char/input.txt (tiny Shakespeare), or a connection to download it")
+    if not cfg.smoke and set(names) & BPE_ROWS and checks.prepare("shakespeare"):
+        missing.append("GPT-2's BPE ranks for the 124M rows: r50k_base.tiktoken in TIKTOKEN_CACHE_DIR, named "
+                       "0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4 (or a connection to download them)")
+    return "; ".join(missing)
+
+
 def main(argv):
     cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [__file__]))
     validate(cfg)
+    table = SPEED if cfg.speed else PATHS if cfg.paths else CHECKS
+    names = [name for name in table if not cfg.only or name in cfg.only]
     checks = Checks(cfg)
     checks.log[0] += f"; {environment(cfg)}"
-    problem = checks.prepare("shakespeare_char")
-    if problem:
-        raise UserError(problem)
     shutil.rmtree(cfg.out_dir, ignore_errors=True)
     os.makedirs(cfg.out_dir)
+    missing = needs(cfg, checks, names)
+    print(f"gpu_check: {environment(cfg)}; " + (f"MISSING: {missing}" if missing else "data and BPE ranks found"),
+          flush=True)
+    if checks.prepare("shakespeare_char"):
+        raise UserError(f"gpu_check needs {missing}")
     rows, t_start = [], time.time()
-    for name, check in (SPEED if cfg.speed else CHECKS).items():
-        if cfg.only and name not in cfg.only:
-            continue
+    for name in names:
         t0 = time.time()
         checks.log += [f"## {name}", ""]
         try:
-            ok, what = check(checks)
+            ok, what = table[name](checks)
         except Exception as e:  # a broken check is a failed check; the others still run
             ok, what = False, f"{type(e).__name__}: {e}"
-        rows.append((name, "PASS" if ok else "FAIL", f"{time.time() - t0:.0f} s", what))
+        rows.append((name, {True: "PASS", False: "FAIL", None: "SKIP"}[ok], f"{time.time() - t0:.0f} s", what))
         print(f"{rows[-1][1]}  {name}: {what}", flush=True)
-    table = ["| check | result | time | what was measured |", "|---|---|---|---|"]
-    table += [f"| {' | '.join(row)} |" for row in rows]
-    passed = sum(row[1] == "PASS" for row in rows)
-    summary = f"{passed} of {len(rows)} checks passed in {time.time() - t_start:.0f} s"
+    lines = ["| check | result | time | what was measured |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    count = {status: sum(row[1] == status for row in rows) for status in ("PASS", "FAIL", "SKIP")}
+    summary = (f"{count['PASS']} of {len(rows)} checks passed, {count['FAIL']} failed, {count['SKIP']} skipped "
+               f"in {time.time() - t_start:.0f} s")
     path = os.path.join(cfg.out_dir, "gpu_check.md")
-    with open(path, "w") as f:
-        f.write("\n".join([checks.log[0], "", summary, "", *table, "", *checks.log[2:]]) + "\n")
-    print("\n".join(["", *table, "", f"{summary}; log: {path}"]))
-    return 0 if passed == len(rows) else 1
+    files.write_bytes(path, "\n".join([checks.log[0], "", summary, "", *lines, "", *checks.log[2:], ""]).encode())
+    print("\n".join(["", *lines, "", f"{summary}; log: {path}"]))
+    return 1 if count["FAIL"] else 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Parameter names are GPT-2's on both sides. The one difference is that transforme
 linear layers as Conv1D, whose weight is (in, out): the transpose of nn.Linear's (out, in).
 """
 
+import math
 import os
 from types import SimpleNamespace
 
@@ -18,7 +19,9 @@ import torch
 
 import checkpoint
 import files
-from configurator import UserError, configure, run_main
+import rundir
+from configurator import configure
+from errors import UserError, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
 from tokenizer import EOT
 
@@ -142,8 +145,20 @@ def load_pretrained(name_or_path, activation=None, dropout=0.0):
 
 
 def exported_weights(model, hf_state):
-    """Our weights under transformers' names and layouts."""
-    ours = model.state_dict()
+    """Our weights under transformers' names and layouts. A µP model's two multipliers are folded
+    into its weights, so that a transformers GPT-2 computes the same logits: the output multiplier
+    1/m into ln_f (lm_head(ln_f(x)) / m is lm_head of ln_f scaled by 1/m), and attention's q.k/d_head
+    into the queries (transformers divides q.k by sqrt(d_head), so q is divided by sqrt(d_head) too)."""
+    ours, cfg = model.state_dict(), model.config
+    if cfg.mup_base_width:
+        ours = {k: v.clone() for k, v in ours.items()}
+        for key in ("transformer.ln_f.weight", "transformer.ln_f.bias"):
+            if key in ours:
+                ours[key] /= cfg.width_mult
+        for i in range(cfg.n_layer):
+            for kind in ("weight", "bias"):
+                if (key := f"transformer.h.{i}.attn.c_attn.{kind}") in ours:
+                    ours[key][:cfg.n_embd] /= math.sqrt(cfg.n_embd // cfg.n_head)
     out = {}
     for name, t in hf_state.items():
         if name not in ours and name.endswith(".bias") and not model.config.bias:
@@ -180,7 +195,7 @@ def export(model, out_dir):
 
 DEFAULTS = dict(
     out_dir="out",  # the training run whose checkpoint is exported
-    checkpoint="ckpt.pt",  # or best.pt, the checkpoint with the best val loss
+    checkpoint=rundir.CKPT,  # or best.pt, the checkpoint with the best val loss
     to="",  # the directory to write (required); it must not exist, or be empty
 )
 
@@ -189,7 +204,7 @@ def main(argv):
     cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [__file__]))
     if not cfg.to:
         raise UserError("no destination; give --to=DIR, the directory to write the transformers GPT-2 to")
-    model = checkpoint.build_model(checkpoint.load(os.path.join(cfg.out_dir, cfg.checkpoint)))
+    model = checkpoint.build_model(checkpoint.load(rundir.path(cfg.out_dir, cfg.checkpoint)))
     export(model, cfg.to)
     print(f"wrote {cfg.to}: a transformers GPT-2 (activation_function {EXPORTABLE[model.config.activation]!r}, "
           f"vocab {model.config.vocab_size}, {model.config.block_size} positions); "

@@ -76,31 +76,42 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
     activation: str = "gelu"
+    mup_base_width: int = 0  # µP's base width (0: the standard parametrization); see GPT.__init__
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.mup_base_width < 0:
+            raise ValueError(f"mup_base_width={self.mup_base_width} must be >= 0 (0 turns µP off)")
+
+    @property
+    def width_mult(self):
+        """µP's width multiplier n_embd / base width; 1 without µP."""
+        return self.n_embd / self.mup_base_width if self.mup_base_width else 1.0
 
 
 class KVCache:
-    """Keys and values of every layer, preallocated to block_size (in the dtype attention runs in,
-    which autocast may make bf16) and written in place at the positions of each step. Attention
-    reads the whole buffer, the positions not yet written masked out, so a decode step always has
-    the same shapes and the same buffers: compiled, it can replay as one CUDA graph (a static
-    cache, as in gpt-fast)."""
+    """Keys and values, one preallocated buffer per layer of block_size positions (in the dtype
+    attention runs in, which autocast may make bf16), written in place at each step's positions
+    (k[:, :, pos] = new: compiled, a write of the new entries alone). Attention reads the whole
+    buffer, the positions not yet written masked out, so a decode step always has the same shapes
+    and buffers: compiled, it can replay as one CUDA graph (a static cache, as in gpt-fast). The
+    next position is a tensor on the device, advanced there, so decoding never waits on the host."""
 
     def __init__(self, config, batch_size, dtype, device):
-        self.block_size, self.filled = config.block_size, 0  # positions written; generate advances it
-        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
-        self.k, self.v = (torch.zeros(shape, dtype=dtype, device=device) for _ in range(2))
-        for buffer in (self.k, self.v):  # a CUDA graph writes into them: their address must not change
+        self.block_size, self.filled = config.block_size, 0  # positions written (the host's count)
+        shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
+        self.next = torch.zeros(1, dtype=torch.long, device=device)  # the position the next token takes
+        for buffer in (*self.k, *self.v, self.next):  # a CUDA graph reads them: their address must not change
             torch._dynamo.mark_static_address(buffer)
 
     def update(self, layer, k, v, pos):
-        self.k[layer].index_copy_(2, pos, k)
-        self.v[layer].index_copy_(2, pos, v)
+        self.k[layer][:, :, pos] = k
+        self.v[layer][:, :, pos] = v
         return self.k[layer], self.v[layer]
 
 
@@ -111,6 +122,8 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head, self.n_embd, self.dropout, self.layer = config.n_head, config.n_embd, config.dropout, layer
+        # q.k / d_head under µP, where q and k grow correlated with width; else SDPA's 1/sqrt(d_head)
+        self.scale = 1 / (config.n_embd // config.n_head) if config.mup_base_width else None
 
     def forward(self, x, cache=None, pos=None):
         B, T, C = x.size()
@@ -118,11 +131,11 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                               is_causal=True)
+                                               is_causal=True, scale=self.scale)
         else:  # a query sees the cached keys at or before its own position
             k, v = cache.update(self.layer, k, v, pos)
             mask = pos[:, None] >= torch.arange(cache.block_size, device=pos.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -202,6 +215,19 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        # µP (maximal-update parametrization, Yang et al. 2022, for Adam), so that the best learning
+        # rate stays put as the model widens: the hidden matrices (every matrix of the blocks) start
+        # 1/sqrt(m) as large and learn at 1/m the rate (configure_optimizers), attention divides q.k
+        # by d_head, and the logits are divided by m, where m = n_embd / mup_base_width; embeddings,
+        # LayerNorms and biases are as without µP. What µP leaves open is chosen to stay close to
+        # GPT-2: queries and the (tied) readout are not zero-initialised, the output multiplier is
+        # 1 at the base width, the weight decay stays decoupled (scaled with each group's rate), and
+        # LayerNorm's epsilon is unchanged.
+        if config.mup_base_width:
+            with torch.no_grad():
+                for p in self.transformer.h.parameters():
+                    if p.dim() >= 2:
+                        p.div_(math.sqrt(config.width_mult))
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -230,7 +256,14 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)  # dropout masks are replayed as they were
             else:
                 x = block(x, cache, pos)
+        return self.head(x, targets)
+
+    def head(self, x, targets=None):
+        """The final LayerNorm, the output layer and the loss: (logits, loss). A method of its own
+        so that it can be compiled on its own (train.py does, under FSDP)."""
         x = self.transformer.ln_f(x)
+        if self.config.mup_base_width:  # µP's output multiplier, 1/m: the logits stay O(1) as width grows
+            x = x / self.config.width_mult
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None  # inference needs the last position only
         if self.fused_loss and self.training:
@@ -245,7 +278,10 @@ class GPT(nn.Module):
         if torch.is_autocast_enabled(x.device.type):  # autocast does not cast inside this op: as for lm_head
             dtype = torch.get_autocast_dtype(x.device.type)
             x, weight = x.to(dtype), weight.to(dtype)
-        loss = F.linear_cross_entropy(x, weight, targets, ignore_index=-1, options=nn.LinearCrossEntropyOptions())
+        # A compiled graph needs allow_retain_graph=True: torch would switch it on itself, warning, and the
+        # warning breaks the graph. Eager, False saves one gradient-sized buffer.
+        options = nn.LinearCrossEntropyOptions(allow_retain_graph=torch.compiler.is_compiling())
+        loss = F.linear_cross_entropy(x, weight, targets, ignore_index=-1, options=options)
         return loss.float()  # as autocast gives cross_entropy's
 
     def crop_block_size(self, block_size):
@@ -256,14 +292,21 @@ class GPT(nn.Module):
         self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 
     def configure_optimizers(self, weight_decay, learning_rate, betas):
-        # Decay matrices (weights, embeddings); not biases or LayerNorm gains.
+        """AdamW decaying the matrices (weights, embeddings), not biases or LayerNorm gains. Under µP
+        the hidden matrices form a third group with lr_scale 1/m: the training step sets each group's
+        rate to the schedule's times its lr_scale (1 where there is none)."""
         params = [p for p in self.parameters() if p.requires_grad]
+        hidden = {id(p) for p in self.transformer.h.parameters() if p.dim() >= 2} if self.config.mup_base_width \
+            else set()
         groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() >= 2 and id(p) not in hidden], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
+        if hidden:
+            groups.append({"params": [p for p in params if id(p) in hidden], "weight_decay": weight_decay,
+                           "lr_scale": 1 / self.config.width_mult})
         # The fused kernel (CUDA, CPU, MPS) does the whole update in a few launches, and can skip an
-        # update on the device when a gradient is not finite (train.apply_update).
+        # update on the device when a gradient is not finite (training.Step.update).
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
 
     def flops_per_token(self):
@@ -272,9 +315,10 @@ class GPT(nn.Module):
         cfg = self.config
         return 6 * self.get_num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
-    def estimate_mfu(self, tokens_per_s, peak_flops):
-        """Model FLOPs utilisation: achieved training FLOP/s as a fraction of peak_flops."""
-        return self.flops_per_token() * tokens_per_s / peak_flops
+    def estimate_mfu(self, tokens_per_s, peak_flops, devices=1):
+        """Model FLOPs utilisation: the training FLOP/s achieved by `devices` devices together (at
+        tokens_per_s in all) as a fraction of their peak, peak_flops each."""
+        return self.flops_per_token() * tokens_per_s / (peak_flops * devices)
 
     def new_cache(self, batch_size, device):
         autocast = torch.is_autocast_enabled(device.type)
@@ -307,8 +351,10 @@ class GPT(nn.Module):
                 cache, context = self.new_cache(idx.size(0), idx.device), idx[:, start:]
                 logits, _ = self(context, cache=cache, pos=torch.arange(context.size(1), device=idx.device))
                 cache.filled = context.size(1)
+                cache.next.fill_(cache.filled)
             else:
-                logits, _ = self(idx[:, -1:], cache=cache, pos=torch.tensor([cache.filled], device=idx.device))
+                logits, _ = self(idx[:, -1:], cache=cache, pos=cache.next)
+                cache.next += 1  # on the device: the next step need not wait for the host
                 cache.filled += 1
             logits = logits[:, -1, :] / temperature
             if top_k is not None:

@@ -5,8 +5,7 @@ The model is built on the meta device (no memory, no data read), so even GPT-2 X
 on a laptop in a second. Parameter counts and FLOPs are exact; activation memory is an estimate.
 """
 
-import os
-import platform
+from types import SimpleNamespace
 
 import torch
 
@@ -23,16 +22,6 @@ DATASHEET_PEAK_FLOPS = {
     "4090": 165e12,
     "3090": 71e12,
 }
-
-
-def cpu_name():
-    """The CPU's model name, as /proc/cpuinfo gives it where there is one."""
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def datasheet_peak_flops(device):
@@ -96,60 +85,112 @@ def memory(cfg, model, world_size, fsdp, checkpointed, dtype_bytes):
     }
 
 
-def plan(cfg, model_cfg, world_size):
-    """Print the plan of a run; return the estimated GiB per GPU of the run as configured."""
+# The one MFU measured on a GPU so far: GPT-2 124M, batch 12 x 1024, compiled bf16, on one H200
+# (bench.py at 00a7ce7; README, Running on GPUs): 39.5% of the datasheet peak. The time estimate
+# assumes it for every model and GPU: larger models usually reach more, small micro-batches less.
+ASSUMED_MFU = 0.395
+
+
+def gpu_kind(cfg):
+    """The GPU the time estimate is for: the gpu setting, else this machine's (if known), else H100."""
+    if cfg.gpu != "auto":
+        return cfg.gpu
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        return next((key for key in DATASHEET_PEAK_FLOPS if key in name), "H100")
+    return "H100"
+
+
+def estimate(cfg, model_cfg, world_size):
+    """What a run will cost, from its settings and model config: parameters, FLOPs, memory per GPU
+    under each strategy (bytes), and time at ASSUMED_MFU on world_size GPUs of gpu_kind."""
     world_size = cfg.world_size or world_size
     with torch.device("meta"):
         model = GPT(model_cfg)
-    n_all, n_no_pos = model.get_num_params(non_embedding=False), model.get_num_params()
-    tokens_per_iter = runtime.tokens_per_iter(cfg)
-    fpt = model.flops_per_token()
-    low_precision = cfg.dtype in ("bfloat16", "float16") or cfg.dtype == "auto"
+    low_precision = cfg.dtype in ("bfloat16", "float16", "auto")
     dtype_bytes = 2 if low_precision else 4
-    gib, budget = 2**30, 0.9 * cfg.gpu_memory_gb * 2**30
+    n_all = model.get_num_params(non_embedding=False)
+    tokens = runtime.tokens_per_iter(cfg)
+    gpu = gpu_kind(cfg)
+    seconds = model.flops_per_token() * tokens / (ASSUMED_MFU * DATASHEET_PEAK_FLOPS[gpu] * world_size)
+    columns = {label: memory(cfg, model, world_size, fsdp, ckpt, dtype_bytes) for label, _, fsdp, ckpt in STRATEGIES}
+    totals = {label: sum(parts.values()) for label, parts in columns.items()}
+    budget = 0.9 * cfg.gpu_memory_gb * 2**30
+    ours = next(label for label, _, fsdp, ckpt in STRATEGIES
+                if (fsdp, ckpt) == (cfg.fsdp, cfg.activation_checkpointing))
+    cheapest = next(((label, flags) for label, flags, _, _ in STRATEGIES if totals[label] <= budget), None)
+    # the end of an FSDP run: rank 0 gathers an unsharded fp32 copy (after freeing AdamW's moments and
+    # the gradients) for the analysis and the whole-split score, an evaluation batch's logits beside it
+    fsdp_end = 4 * n_all / world_size + 4 * n_all + (dtype_bytes + 4) * model_cfg.vocab_size * cfg.batch_size * \
+        cfg.block_size
+    # evaluation only: no gradients or optimizer; of the activations only the logits stay at once
+    eval_only = (4 + (dtype_bytes if low_precision else 0)) * n_all + \
+        (dtype_bytes + 4) * model_cfg.vocab_size * cfg.batch_size * cfg.block_size
+    return SimpleNamespace(model=model, n_all=n_all, n_no_pos=model.get_num_params(), fpt=model.flops_per_token(),
+                           tokens=tokens, world_size=world_size, low_precision=low_precision, columns=columns,
+                           totals=totals, budget=budget, ours=ours, cheapest=cheapest, fsdp_end=fsdp_end,
+                           eval_only=eval_only, gpu=gpu, seconds_per_iter=seconds)
+
+
+def duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} hours" if seconds < 172800 else f"{seconds / 86400:.1f} days"
+
+
+def plan(cfg, model_cfg, world_size):
+    """Print the plan of a run; return its estimate (SimpleNamespace, sizes in bytes)."""
+    e = estimate(cfg, model_cfg, world_size)
+    gib = 2**30
     divisors = [w for w in (1, 2, 4, 8, 16, 32, 64, 128) if cfg.gradient_accumulation_steps % w == 0]
     lines = [
         f"model: {model_cfg.n_layer} layers, {model_cfg.n_head} heads, {model_cfg.n_embd} dims, "
         f"block {model_cfg.block_size}, vocab {model_cfg.vocab_size}, activation {model_cfg.activation}",
-        f"parameters: {n_all:,} ({n_all / 1e9:.3f}B); without position embeddings {n_no_pos:,}",
-        f"FLOPs per token (training, 6N + attention): {fpt:.4g}",
-        f"tokens per iteration: {tokens_per_iter:,} = batch_size {cfg.batch_size} x block_size "
+        f"parameters: {e.n_all:,} ({e.n_all / 1e9:.3f}B); without position embeddings {e.n_no_pos:,}",
+        f"FLOPs per token (training, 6N + attention): {e.fpt:.4g}",
+        f"tokens per iteration: {e.tokens:,} = batch_size {cfg.batch_size} x block_size "
         f"{cfg.block_size} x gradient_accumulation_steps {cfg.gradient_accumulation_steps} "
         "(the same at any world size)",
-        f"world size {world_size}: {cfg.gradient_accumulation_steps // world_size} micro-steps per rank "
+        f"world size {e.world_size}: {cfg.gradient_accumulation_steps // e.world_size} micro-steps per rank "
         f"per iteration; world sizes that divide the accumulation steps: {divisors}",
-        f"iterations: {cfg.max_iters:,}; total tokens: {cfg.max_iters * tokens_per_iter:,} "
-        f"({cfg.max_iters * tokens_per_iter / 1e9:.2f}B); total FLOPs: {fpt * cfg.max_iters * tokens_per_iter:.3g}",
+        f"iterations: {cfg.max_iters:,}; total tokens: {cfg.max_iters * e.tokens:,} "
+        f"({cfg.max_iters * e.tokens / 1e9:.2f}B); total FLOPs: {e.fpt * cfg.max_iters * e.tokens:.3g}",
     ]
-    if cfg.eval_only:  # no gradients or optimizer; of the activations only the logits stay at once
-        total = (4 + (dtype_bytes if low_precision else 0)) * n_all + \
-            (dtype_bytes + 4) * model_cfg.vocab_size * cfg.batch_size * cfg.block_size
-        lines.append(f"memory per GPU, evaluation only: {total / gib:.2f} GiB (estimate); "
-                     f"{'fits' if total <= budget else 'does NOT fit'} a {cfg.gpu_memory_gb:g} GiB GPU")
+    if cfg.eval_only:
+        lines.append(f"memory per GPU, evaluation only: {e.eval_only / gib:.2f} GiB (estimate); "
+                     f"{'fits' if e.eval_only <= e.budget else 'does NOT fit'} a {cfg.gpu_memory_gb:g} GiB GPU")
         print("\n".join(lines))
-        return total / gib
-    columns = {label: memory(cfg, model, world_size, fsdp, ckpt, dtype_bytes) for label, _, fsdp, ckpt in STRATEGIES}
-    totals = {label: sum(parts.values()) for label, parts in columns.items()}
+        return e
+    lr = f"learning rate: peak {cfg.learning_rate:g}"
+    if model_cfg.mup_base_width:
+        lr += (f", µP on base width {model_cfg.mup_base_width}: the hidden matrices at "
+               f"{cfg.learning_rate / model_cfg.width_mult:.3g} (x{1 / model_cfg.width_mult:.3g} at width "
+               f"{model_cfg.n_embd})")
+    lines.append(lr + f"; from: {cfg.learning_rate_from or 'not said (learning_rate_from)'}")
+    lines.append(
+        f"time, estimated (not measured): {e.seconds_per_iter:.3g} s per iteration on {e.world_size} x {e.gpu} "
+        f"({DATASHEET_PEAK_FLOPS[e.gpu] / 1e12:,.0f} TFLOP/s bf16 each) at an assumed {100 * ASSUMED_MFU:.1f}% MFU, "
+        f"the one MFU measured here (GPT-2 124M on one H200); {cfg.max_iters:,} iterations: "
+        f"{duration(e.seconds_per_iter * cfg.max_iters)}")
     lines += [
-        f"memory per GPU at world size {world_size} ({'bf16/fp16 autocast' if low_precision else 'fp32'}, fp32 "
+        f"memory per GPU at world size {e.world_size} ({'bf16/fp16 autocast' if e.low_precision else 'fp32'}, fp32 "
         "master weights), in GiB; weights, gradients and AdamW state exact, gathered weights and activations "
         f"estimated (micro-batch {cfg.batch_size} x {cfg.block_size}):",
-        f"  {'':<24}" + "".join(f"{label:>11}" for label in columns),
+        f"  {'':<24}" + "".join(f"{label:>11}" for label in e.columns),
     ]
-    for part in next(iter(columns.values())):
-        lines.append(f"  {part:<24}" + "".join(f"{parts[part] / gib:>11.2f}" for parts in columns.values()))
-    lines.append(f"  {'total':<24}" + "".join(f"{t / gib:>11.2f}" for t in totals.values()))
+    for part in next(iter(e.columns.values())):
+        lines.append(f"  {part:<24}" + "".join(f"{parts[part] / gib:>11.2f}" for parts in e.columns.values()))
+    lines.append(f"  {'total':<24}" + "".join(f"{t / gib:>11.2f}" for t in e.totals.values()))
     lines.append(f"  {f'fits {cfg.gpu_memory_gb:g} GiB (90%)':<24}"
-                 + "".join(f"{'yes' if t <= budget else 'no':>11}" for t in totals.values()))
-    ours = next(label for label, _, fsdp, ckpt in STRATEGIES
-                if (fsdp, ckpt) == (cfg.fsdp, cfg.activation_checkpointing))
-    cheapest = next(((label, flags) for label, flags, _, _ in STRATEGIES if totals[label] <= budget), None)
-    lines.append(f"this run ({ours}): {totals[ours] / gib:.2f} GiB per GPU, "
-                 f"{'fits' if totals[ours] <= budget else 'does NOT fit'} a {cfg.gpu_memory_gb:g} GiB GPU "
+                 + "".join(f"{'yes' if t <= e.budget else 'no':>11}" for t in e.totals.values()))
+    lines.append(f"this run ({e.ours}): {e.totals[e.ours] / gib:.2f} GiB per GPU, "
+                 f"{'fits' if e.totals[e.ours] <= e.budget else 'does NOT fit'} a {cfg.gpu_memory_gb:g} GiB GPU "
                  "(keeping 10% headroom; plus the CUDA context and allocator slack)")
-    if cheapest is None:
+    if cfg.fsdp:
+        lines.append(f"at the end, rank 0 holds an unsharded fp32 copy for the analysis and the whole-split score: "
+                     f"{e.fsdp_end / gib:.2f} GiB ({'fits' if e.fsdp_end <= e.budget else 'does NOT fit'})")
+    if e.cheapest is None:
         lines.append("nothing fits: lower batch_size (raising gradient_accumulation_steps), or use more or bigger GPUs")
-    elif cheapest[0] != ours:
-        lines.append(f"the cheapest that fits: {cheapest[0]}" + (f" ({cheapest[1]})" if cheapest[1] else ""))
+    elif e.cheapest[0] != e.ours:
+        lines.append(f"the cheapest that fits: {e.cheapest[0]}" + (f" ({e.cheapest[1]})" if e.cheapest[1] else ""))
     print("\n".join(lines))
-    return totals[ours] / gib
+    return e

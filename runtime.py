@@ -13,38 +13,35 @@ evaluation batches are keyed by a fixed seed, so every run is scored on the same
 import os
 import signal
 from contextlib import nullcontext
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
-from configurator import UserError
+import sharding
+from errors import UserError
+from settings import validate_device
 
 DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 EVAL_SEED = 0  # every run is evaluated on the same held-out batches, whatever its seed
 TRAIN, EVAL_TRAIN, EVAL_VAL, DROPOUT = range(4)  # streams of keyed random numbers
-DEVICE_CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16"),
-                  "matmul_precision": ("highest", "high", "medium")}
 
 
 # ----------------------------------------------------------------------------------------- device
 
 
-def validate_device(cfg):
-    """dtype and matmul_precision, checked before any device is looked at."""
-    for key, valid in DEVICE_CHOICES.items():
-        if getattr(cfg, key) not in valid:
-            raise UserError(f"{key}={getattr(cfg, key)!r} is not valid; choose one of {', '.join(valid)}")
-
-
 def resolve_device(cfg):
-    """Check device, dtype and matmul_precision, fill in 'auto' device and dtype; return the device
-    type ('cuda', 'mps' or 'cpu')."""
+    """What the code decides about the device the settings ask for: SimpleNamespace(name, type,
+    dtype), with 'auto' resolved (CUDA with bf16 where supported, else fp16; else MPS; else the CPU in
+    float32). The settings themselves stay as given. Sets torch's matmul precision."""
     validate_device(cfg)
-    if cfg.device == "auto":
-        cfg.device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    name = cfg.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
-        device_type = torch.device(cfg.device).type
+        device_type = torch.device(name).type
     except RuntimeError:
         raise UserError(f"device={cfg.device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
     if device_type not in ("cpu", "cuda", "mps"):
@@ -54,16 +51,17 @@ def resolve_device(cfg):
     if device_type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device={cfg.device!r} but Apple's MPS is not available here; use --device=cpu")
     torch.set_float32_matmul_precision(cfg.matmul_precision)
-    if cfg.dtype == "auto":
-        if device_type == "cuda":
-            cfg.dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        else:
-            cfg.dtype = "float32"
-    return device_type
+    dtype = cfg.dtype
+    if dtype == "auto":
+        dtype = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if device_type == "cuda" else "float32"
+    return SimpleNamespace(name=name, type=device_type, dtype=dtype)
 
 
-def autocast(cfg, device_type):
-    return nullcontext() if cfg.dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, cfg.dtype))
+def autocast(device):
+    """Mixed precision on a resolved device: nothing for float32, else autocast to its dtype."""
+    if device.dtype == "float32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=getattr(torch, device.dtype))
 
 
 def compile_works(device):
@@ -84,6 +82,88 @@ def compile_for_sampling(model, device):
     graph instead of a few hundred kernel launches. Eager where compiling does not work."""
     if compile_works(device):
         model.compile(mode="reduce-overhead" if torch.device(device).type == "cuda" else "default")
+
+
+# -------------------------------------------------------------------------------------- processes
+
+
+def init_process_group(backend, rank, world_size):
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        dist.init_process_group(backend=backend)
+        return
+    # torchrun's agents keep one store across restarts, and a restarted group finds its peers under
+    # the same keys, so a rank can read the address of a rank that died and fail to connect
+    # (pytorch/pytorch#135712). A prefix per restart, as torch used before it shared the store,
+    # keeps the attempts apart on one node. Across nodes it cannot: each agent counts only its own
+    # restarts (a node whose workers restart because another node's failed does not count it), so
+    # the nodes would look for each other under different prefixes, and wait forever.
+    nodes = int(os.environ.get("GROUP_WORLD_SIZE", 1))
+    if nodes > 1 and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) > 0:
+        raise UserError(f"torchrun over {nodes} nodes with --max-restarts shares one store between restarts that it "
+                        "counts per node, so a restarted group could not find its peers; start torchrun on every "
+                        "node with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment (README: several nodes)")
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=False, timeout=default_pg_timeout)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(backend, store=dist.PrefixStore(f"attempt_{attempt}/", store), rank=rank,
+                            world_size=world_size)
+
+
+def check_cuda_graphs(cfg, device, world_size):
+    """CUDA graphs (compile_mode='reduce-overhead') replay one micro-step's graph: with several
+    micro-steps per rank, accumulating gradients under them can give wrong gradients
+    (pytorch/pytorch#169545), so such a run is refused."""
+    per_rank = cfg.gradient_accumulation_steps // world_size
+    if cfg.compile and cfg.compile_mode == "reduce-overhead" and device.type == "cuda" and per_rank > 1:
+        raise UserError(f"compile_mode='reduce-overhead' (CUDA graphs) with {per_rank} micro-steps per rank: gradient "
+                        "accumulation under CUDA graphs can give wrong gradients (pytorch/pytorch#169545); use "
+                        f"gradient_accumulation_steps={world_size} (one micro-step per rank, with a larger batch_size) "
+                        "or compile_mode='default'")
+
+
+def peak_memory_gib(device):
+    """What the run's GPU held at most (torch.cuda.max_memory_allocated of that GPU), in GiB; None off CUDA."""
+    return round(torch.cuda.max_memory_allocated(device.name) / 2**30, 3) if device.type == "cuda" else None
+
+
+def setup_distributed(cfg, device):
+    """Join the process group when launched by torchrun; return rank facts. Each rank of a CUDA
+    run takes the GPU of its local rank (device.name becomes cuda:LOCAL_RANK)."""
+    if cfg.backend == "nccl" and device.type != "cuda":
+        raise UserError(f"backend='nccl' needs CUDA but device={cfg.device!r}; use --backend=gloo or auto")
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if cfg.gradient_accumulation_steps % world_size:
+        raise UserError(
+            f"gradient_accumulation_steps={cfg.gradient_accumulation_steps} is not divisible by the "
+            f"world size {world_size}; use a multiple of {world_size}"
+        )
+    check_cuda_graphs(cfg, device, world_size)
+    ddp = "RANK" in os.environ and not cfg.dry_run
+    if cfg.fsdp and not cfg.dry_run and not ddp:
+        raise UserError("fsdp=True shards the model over the ranks of torchrun; launch with torchrun "
+                        "(e.g. torchrun --standalone --nproc_per_node=8 train.py ...), or leave fsdp off")
+    if cfg.fsdp and device.dtype not in sharding.FSDP_DTYPES:
+        raise UserError(f"fsdp=True works with dtype float32 or bfloat16, not {device.dtype!r} (fp16's GradScaler "
+                        "cannot unscale sharded gradients); use --dtype=bfloat16")
+    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    host = None  # a gloo group for what the ranks agree on between iterations, without the GPU
+    if ddp:
+        backend = cfg.backend if cfg.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device.name = f"cuda:{local_rank}"
+            torch.cuda.set_device(device.name)
+        init_process_group(backend, rank, world_size)
+        host = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
+    return SimpleNamespace(ddp=ddp, rank=rank, world_size=world_size, master=rank == 0, host=host)
+
+
+def all_ranks(ranks, ok):
+    """Whether ok holds on every rank (True without torchrun): a collective on the host group."""
+    if not ranks.ddp:
+        return ok
+    flag = torch.tensor([int(ok)])
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=ranks.host)
+    return bool(flag.item())
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -118,7 +198,7 @@ class Batches:
 
     def __init__(self, dataset, batch_size, block_size, device, vocab_size):
         self.device, self.B, self.T = device, batch_size, block_size
-        self.data = {}
+        self.folder, self.data, self.largest = dataset_dir(dataset), {}, 0  # largest: token id
         check_dataset(dataset)
         for split in ("train", "val"):
             path = os.path.join(dataset_dir(dataset), f"{split}.bin")
@@ -132,6 +212,7 @@ class Batches:
                 raise UserError(f"{path} holds {len(data)} tokens, fewer than block_size+1={self.T + 1}; "
                                 "lower block_size or use more text")
             top = int(data.max())
+            self.largest = max(self.largest, top)
             if top >= vocab_size:
                 raise UserError(f"{path} holds token id {top}, outside the model's vocab_size {vocab_size}; "
                                 "re-run the dataset's prepare script")
@@ -196,11 +277,14 @@ def seed_dropout(seed, it, micro):
 
 
 class StopRequest:
-    """SIGINT/SIGTERM ask the loop to finish the current step, checkpoint, and exit. As a context
-    manager (sweep.py), the previous handlers come back on leaving."""
+    """SIGINT/SIGTERM ask the loop to finish the current step, checkpoint, and exit. The handler only
+    records the signal (`received`); what the ranks agree to stop on is `signum`, a separate field,
+    so a signal that arrives while the ranks combine theirs is never overwritten: it counts at the
+    next agreement. As a context manager (sweep.py), the previous handlers come back on leaving."""
 
     def __init__(self):
-        self.signum = 0
+        self.received = self.signum = 0
+        self.pending = None  # an agreement started at the last iteration: (async work, its tensor)
         self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def __enter__(self):
@@ -211,13 +295,22 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def handle(self, signum, frame):
-        self.signum = signum
+        self.received = signum
 
-    def agreed(self, ranks, device):
-        """Whether any rank was signalled; every rank must stop at the same iteration."""
+    def agreed(self, ranks):
+        """The signal to stop on now, or 0; every rank stops at the same iteration. Under torchrun the
+        ranks' signals are combined on the host (a gloo group, so the GPU never waits for it): the
+        all-reduce started at one iteration is read at the next, where it has long finished, so a
+        stop takes effect one iteration after the signal and agreeing costs no wait."""
         if not ranks.ddp:
+            self.signum = self.received
             return self.signum
-        flag = torch.tensor([self.signum], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        self.signum = int(flag.item())
-        return self.signum
+        if self.pending is not None:
+            work, flag = self.pending
+            work.wait()
+            self.signum = int(flag.item())
+            if self.signum:
+                return self.signum
+        flag = torch.tensor([self.received])
+        self.pending = (dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=ranks.host, async_op=True), flag)
+        return 0

@@ -12,15 +12,18 @@ from types import SimpleNamespace
 import torch
 
 import checkpoint
+import files
 import hf
+import rundir
 import tokenizer
-from configurator import UserError, configure, run_main
+from configurator import configure
+from errors import UserError, run_main
 from runtime import autocast, compile_for_sampling, dataset_dir, resolve_device
 
 DEFAULTS = dict(
     init_from="resume",  # 'resume' (from out_dir), 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', or a folder
     out_dir="out",  # the training run to sample from
-    checkpoint="ckpt.pt",  # or best.pt, the checkpoint with the best val loss
+    checkpoint=rundir.CKPT,  # or best.pt, the checkpoint with the best val loss
     start="\n",  # prompt text, or FILE:path to read it from a file
     num_samples=10,  # samples to print
     max_new_tokens=500,  # tokens generated per sample
@@ -31,6 +34,7 @@ DEFAULTS = dict(
     dtype="auto",  # as in train.py: 'float32', 'bfloat16', 'float16', or auto
     matmul_precision="high",  # as in train.py
     compile=False,  # torch.compile the model (pays off for long samples on a GPU)
+    json="",  # also write the prompt and the samples to this file as JSON
 )
 
 
@@ -60,10 +64,10 @@ def main(argv):
     if not 0 <= cfg.seed < 2**63:
         raise UserError(f"seed={cfg.seed} must be >= 0 and below 2**63")
     hf.check_init_from(cfg.init_from, ("resume",))
-    device_type = resolve_device(cfg)
+    device = resolve_device(cfg)
     torch.manual_seed(cfg.seed)
     if cfg.init_from == "resume":
-        ckpt = checkpoint.load(os.path.join(cfg.out_dir, cfg.checkpoint))
+        ckpt = checkpoint.load(rundir.path(cfg.out_dir, cfg.checkpoint))
         model = checkpoint.build_model(ckpt)
         tok = checkpoint_tokenizer(ckpt, model)
     else:
@@ -71,9 +75,9 @@ def main(argv):
         if model.config.vocab_size <= tokenizer.EOT:
             raise UserError(f"{cfg.init_from} has a {model.config.vocab_size}-token vocabulary, not GPT-2's BPE; "
                             "sample from the checkpoint it was exported from (--init_from=resume --out_dir=...)")
-    model.eval().to(cfg.device)
+    model.eval().to(device.name)
     if cfg.compile:
-        compile_for_sampling(model, cfg.device)
+        compile_for_sampling(model, device.name)
     start = cfg.start
     if start.startswith("FILE:"):
         path = start[5:]
@@ -83,13 +87,17 @@ def main(argv):
     ids = tok.encode(start)
     if not ids:
         raise UserError("the prompt is empty; give --start=TEXT")
-    x = torch.tensor(ids, dtype=torch.long, device=cfg.device)[None, ...]
-    ctx = autocast(cfg, device_type)
+    x = torch.tensor(ids, dtype=torch.long, device=device.name)[None, ...]
+    ctx = autocast(device)
+    samples = []
     with torch.no_grad(), ctx:
         for _ in range(cfg.num_samples):
             y = model.generate(x, cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k)
-            print(tok.decode(y[0].tolist()))
+            samples.append(tok.decode(y[0].tolist()))
+            print(samples[-1])
             print("---------------")
+    if cfg.json:
+        files.write_json(cfg.json, dict(prompt=start, samples=samples, device=device.name, dtype=device.dtype))
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ from torch.distributed.tensor import DTensor
 FSDP_DTYPES = ("float32", "bfloat16")  # GradScaler (fp16) does not work on sharded gradients
 
 
-def shard(model, cfg):
-    """Shard a GPT in place with FSDP2 (before its optimizer is made: the optimizer must hold the
-    sharded parameters)."""
+def shard(model, dtype):
+    """Shard a GPT in place with FSDP2, gathering its weights in dtype (before its optimizer is made:
+    the optimizer must hold the sharded parameters)."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    policy = MixedPrecisionPolicy(param_dtype=getattr(torch, cfg.dtype), reduce_dtype=torch.float32)
+    policy = MixedPrecisionPolicy(param_dtype=getattr(torch, dtype), reduce_dtype=torch.float32)
     for block in model.transformer.h:
         fully_shard(block, mp_policy=policy)
     fully_shard(model, mp_policy=policy)

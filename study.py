@@ -13,13 +13,13 @@ length.png (the paired differences against training iteration).
 import os
 from types import SimpleNamespace
 
+import evidence
 import files
-import report
 import stats
 import sweep
-from configurator import UserError, configure, run_main
-
-plt = report.plt  # matplotlib's pyplot, on the file-only backend report.py chose
+from configurator import configure
+from errors import UserError, run_main
+from figures import plt, save_figure
 
 DEFAULTS = dict(
     name="",  # the study's folder under out_dir
@@ -27,6 +27,9 @@ DEFAULTS = dict(
     length="",  # a sweep file of longer runs, one learning rate per activation ('' for none)
     at=[],  # iterations of the longer runs at which the differences are tabulated
     compare=["relu", "none"],  # activations compared with each sweep's reference, paired by seed
+    transfer="",  # a sweep file over widths, parametrizations and learning rates: does the best rate move?
+    width_axis="width",  # the transfer sweep's grid axis of model widths
+    param_axis="param",  # the transfer sweep's grid axis of parametrizations (µP or not)
     out_dir="results",  # where the study's folder goes
 )
 
@@ -35,12 +38,12 @@ def records_of(path):
     """A sweep file's sweep and its complete runs' records (missing runs are named in its report)."""
     s = sweep.load_sweep([path])
     runs = sweep.plan(s)
-    return s, report.load_records(runs + sweep.judging_runs(s, runs))[0]
+    return s, evidence.load_records(runs + sweep.judging_runs(s, runs))[0]
 
 
 def difference(xs, ys):
     """Paired difference of two lists of records by seed: SimpleNamespace(n, mean, lo, hi, p) or None."""
-    return stats.paired_t(*report.pair(xs, ys))
+    return stats.paired_t(*evidence.pair(xs, ys))
 
 
 def seeds(n):
@@ -50,7 +53,7 @@ def seeds(n):
 def fmt(test):
     if test is None:
         return "n/a"
-    return f"{test.mean:+.4f} [{test.lo:+.4f}, {test.hi:+.4f}], p = {report.fmt_p(test.p)}"
+    return f"{test.mean:+.4f} [{test.lo:+.4f}, {test.hi:+.4f}], p = {evidence.fmt_p(test.p)}"
 
 
 def size_section(study, sizes):
@@ -64,7 +67,7 @@ def size_section(study, sizes):
                  for c in best.values()]
         rows.append([s.name, f"{records[0].summary['n_params']:,}", *cells,
                      *(fmt(difference(best[a].runs, ref)) for a in study.compare)])
-    return report.markdown_table(header, rows)
+    return evidence.markdown_table(header, rows)
 
 
 def size_figure(study, sizes, path):
@@ -84,7 +87,7 @@ def size_figure(study, sizes, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    report.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def lr_figure(sizes, path):
@@ -93,8 +96,8 @@ def lr_figure(sizes, path):
         shown = []
         for i, (activation, c) in enumerate(best.items()):
             rs = c.selection or c.runs  # like with like: the seeds that ran at every rate
-            rates = sorted({r.run.axes[report.TUNED] for r in rs})
-            losses = [[r.best for r in rs if r.run.axes[report.TUNED] == lr] for lr in rates]
+            rates = sorted({r.run.axes[evidence.TUNED] for r in rs})
+            losses = [[r.best for r in rs if r.run.axes[evidence.TUNED] == lr] for lr in rates]
             means = [stats.mean_std(v)[0] for v in losses]
             intervals = [stats.interval95(v) or (m, m) for v, m in zip(losses, means)]
             ax.errorbar(rates, means, yerr=[[m - lo for m, (lo, _) in zip(means, intervals)],
@@ -109,11 +112,11 @@ def lr_figure(sizes, path):
         ax.legend()
     fig.suptitle("Score against learning rate: mean over the seeds that ran at every rate, 95% interval")
     fig.tight_layout()
-    report.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def at_iteration(rs, it):
-    """Records whose val loss at iteration it stands in for their best, for report.pair."""
+    """Records whose val loss at iteration it stands in for their best, for evidence.pair."""
     out = []
     for r in rs:
         e = next((e for e in r.evals if e["iter"] == it), None)
@@ -123,7 +126,7 @@ def at_iteration(rs, it):
 
 
 def length_section(study, s, records):
-    groups = report.by_activation(records, s)
+    groups = evidence.by_activation(records, s)
     ref = groups[s.reference]
     summary = ref[0].summary
     header = ["iteration", "passes over the training text",
@@ -140,12 +143,12 @@ def length_section(study, s, records):
         rows.append([f"{it:,}", f"{passes:.1f}", *cells,
                      *(fmt(difference(at_iteration(groups[a], it), at_iteration(ref, it))) for a in study.compare)])
     best = [f"- `{a}`: best val loss {stats.mean_std([r.best for r in rs])[0]:.4f} at iteration "
-            f"{report.best_iterations(rs)}" for a, rs in groups.items()]
-    return report.markdown_table(header, rows), best
+            f"{evidence.best_iterations(rs)}" for a, rs in groups.items()]
+    return evidence.markdown_table(header, rows), best
 
 
 def length_figure(study, s, records, path):
-    groups = report.by_activation(records, s)
+    groups = evidence.by_activation(records, s)
     iters = sorted(set.intersection(*({e["iter"] for e in r.evals} for r in records)))
     iters = [it for it in iters if it > 0]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -159,23 +162,106 @@ def length_figure(study, s, records, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    report.save_figure(fig, path)
+    save_figure(fig, path)
+
+
+def transfer_rows(study, s, records):
+    """[(activation, parametrization, [(width, its choice)], grid steps the best rate moves)]: each
+    width's best rate over the sweep's seeds, chosen as in its report."""
+    rates = sorted(s.grid[evidence.TUNED])
+    out = []
+    for activation, rs in evidence.by_activation(records, s).items():
+        for param in s.grid[study.param_axis]:
+            best = []
+            for width in s.grid[study.width_axis]:
+                cell = [r for r in rs
+                        if r.run.axes[study.param_axis] == param and r.run.axes[study.width_axis] == width]
+                if cell:
+                    best.append((width, evidence.choice(cell, s)[activation]))
+            steps = [rates.index(c.rate) for _, c in best]
+            out.append((activation, param, best, max(steps) - min(steps) if steps else None))
+    return out
+
+
+def transfer_section(study, s, rows):
+    widths = list(s.grid[study.width_axis])
+    header = ["activation", study.param_axis, *(f"{w}: best rate (score)" for w in widths),
+              "grid steps the best rate moves"]
+    table = []
+    for activation, param, best, moves in rows:
+        cells = {w: f"{c.rate:g}{' (edge)' if c.edge else ''} ({stats.mean_std([r.best for r in c.runs])[0]:.4f})"
+                 for w, c in best}
+        table.append([f"`{activation}`", param, *(cells.get(w, "n/a") for w in widths), moves])
+    return evidence.markdown_table(header, table)
+
+
+def transfer_figure(study, s, records, rows, path):
+    """One panel per activation and parametrization: the mean score over seeds against the rate, a
+    curve per width, each width's best rate marked (the µTransfer picture)."""
+    activations = list(dict.fromkeys(a for a, _, _, _ in rows))
+    params = list(s.grid[study.param_axis])
+    fig, axes = plt.subplots(len(activations), len(params), figsize=(5.5 * len(params), 3.8 * len(activations)),
+                             squeeze=False)
+    for activation, param, best, _ in rows:
+        ax = axes[activations.index(activation)][params.index(param)]
+        low = []
+        for i, (width, c) in enumerate(best):
+            rs = [r for r in records if r.run.activation == activation and r.run.axes[study.param_axis] == param
+                  and r.run.axes[study.width_axis] == width]
+            rates = sorted({r.run.axes[evidence.TUNED] for r in rs})
+            means = [stats.mean_std([r.best for r in rs if r.run.axes[evidence.TUNED] == lr])[0] for lr in rates]
+            ax.plot(rates, means, "o-", color=f"C{i}", markersize=3, label=f"{width}: best {c.rate:g}")
+            ax.plot([c.rate], [min(means)], "*", color=f"C{i}", markersize=12)
+            low.append(min(means))
+        if low:
+            ax.set_ylim(min(low) - 0.02, min(low) + 0.5)
+        ax.set(xscale="log", xlabel="learning rate", ylabel="score (val loss)", title=f"{activation}, {param}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Best val loss against learning rate, one curve per width: mean over seeds")
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def main(argv):
     study = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [__file__]))
-    if not study.name or not study.sizes:
-        raise UserError("a study names itself (name=...) and its sweeps (sizes=[...]); see config/study_cpu.py")
+    if not study.name or not (study.sizes or study.transfer):
+        raise UserError("a study names itself (name=...) and its sweeps (sizes=[...] or transfer=...); see "
+                        "config/study_cpu.py")
     folder = os.path.join(study.out_dir, study.name)
     os.makedirs(folder, exist_ok=True)
+    lines = [f"# Study `{study.name}`", "", f"Regenerate this study and its figures from the sweeps' run records: "
+             f"`python study.py {' '.join(argv)}`"]
+    if study.sizes:
+        lines += sizes_part(study, folder)
+    if study.transfer:
+        s, records = records_of(study.transfer)
+        for axis in (study.width_axis, study.param_axis, evidence.TUNED):
+            if axis not in s.grid:
+                raise UserError(f"transfer sweep {s.name} has no grid axis {axis!r}; set width_axis and param_axis")
+        rows = transfer_rows(study, s, records)
+        lines += ["", "## Does the best learning rate transfer across widths?", "",
+                  f"Sweep [{s.name}](../{s.name}/report.md): each width's best rate over seeds "
+                  f"{', '.join(map(str, s.seeds))}, by parametrization; a rate marked (edge) is the grid's lowest or "
+                  "highest, so the best may lie beyond it. The last column counts the steps of the rate grid between "
+                  "the widths' best rates: 0 or 1 is transfer within one grid step.", "",
+                  transfer_section(study, s, rows), "", "![score against learning rate per width](transfer.png)"]
+        transfer_figure(study, s, records, rows, os.path.join(folder, "transfer.png"))
+    path = os.path.join(folder, "study.md")
+    files.atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
+    print(f"study: {path}")
+    return 0
+
+
+def sizes_part(study, folder):
+    """The size and length sections of the study, and their figures."""
     sizes = []
     for path in study.sizes:
         s, records = records_of(path)
         if not records:
             raise UserError(f"sweep {s.name} has no complete runs; run python sweep.py {path} first")
-        sizes.append((s, records, report.choice(records, s)))
-    lines = [f"# Study `{study.name}`", "", f"Regenerate this study and its figures from the sweeps' run records: "
-             f"`python study.py {' '.join(argv)}`", "", "## The claim at each model size", "",
+        sizes.append((s, records, evidence.choice(records, s)))
+    lines = ["", "## The claim at each model size", "",
              "Each activation at its own best learning rate (chosen as in each sweep's report); differences "
              "paired by seed. Sweeps: " + ", ".join(f"[{s.name}](../{s.name}/report.md)" for s, _, _ in sizes) + ".",
              "", size_section(study, sizes), "", "![differences against size](size.png)", "",
@@ -192,10 +278,7 @@ def main(argv):
                   "(those are in the size table).", "", table, "", *best, "",
                   "![differences over training](length.png)"]
         length_figure(study, s, records, os.path.join(folder, "length.png"))
-    path = os.path.join(folder, "study.md")
-    files.atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
-    print(f"study: {path}")
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

@@ -30,23 +30,20 @@ Worse, 1 run x 2 threads took 194.8 s once when another process was using the CP
 that wait on each other lose the most when the cores are shared.
 """
 
-import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from types import SimpleNamespace
 
-import files
+import evidence
 import report
-import runtime
-import train
-from configurator import UserError, configure, run_main
-from model import ACTIVATIONS
-from plan import cpu_name
+import rundir
+import settings
+from configurator import configure
+from errors import UserError, run_main
 
 DEFAULTS = dict(
     name="",  # the sweep's folder under out_dir, and its wandb group
@@ -89,8 +86,8 @@ def validate(sweep):
         raise UserError(f"name={sweep.name!r} must be a plain folder name (letters, digits, '_', '-', '.')")
     if not sweep.base:
         raise UserError("base='' names no train config; set base='config/train_shakespeare_char_cpu.py' or another")
-    if not sweep.activations or any(a not in ACTIVATIONS for a in sweep.activations):
-        raise UserError(f"activations={sweep.activations!r}: list one or more of {', '.join(ACTIVATIONS)}")
+    if not sweep.activations or not all(isinstance(a, str) for a in sweep.activations):
+        raise UserError(f"activations={sweep.activations!r}: list one or more names of model.ACTIVATIONS")
     if len(set(sweep.activations)) < len(sweep.activations):
         raise UserError(f"activations={sweep.activations!r} repeats a name")
     if sweep.reference not in sweep.activations:
@@ -99,7 +96,7 @@ def validate(sweep):
     if not sweep.seeds or any(type(s) is not int for s in everything) or len(set(everything)) < len(everything):
         raise UserError(f"seeds={sweep.seeds!r} and heldout_seeds={sweep.heldout_seeds!r} must be lists of "
                         "distinct integers, seeds not empty")
-    if (sweep.heldout_seeds or sweep.fixed_rates) and len(sweep.grid.get(report.TUNED, ())) < 2:
+    if (sweep.heldout_seeds or sweep.fixed_rates) and len(sweep.grid.get(evidence.TUNED, ())) < 2:
         raise UserError(f"heldout_seeds={sweep.heldout_seeds!r} and fixed_rates={sweep.fixed_rates!r} go with a "
                         "learning-rate choice, but the grid has no learning_rate axis with 2 or more values")
     for activation, rate in sweep.fixed_rates.items():
@@ -132,7 +129,7 @@ def check_train_keys(keys, where):
     for key in keys:
         if key in RUN_KEYS:
             raise UserError(f"{where} sets {key!r}, which the sweep sets for each run; use its own keys instead")
-        if key not in train.DEFAULTS:
+        if key not in settings.DEFAULTS:
             raise UserError(f"{where} names {key!r}, which is not a train.py key")
 
 
@@ -174,7 +171,7 @@ def plan(sweep):
     runs = grid_runs(sweep, tuned, sweep.seeds, sweep.grid)
     for activation, rate in sweep.fixed_rates.items():
         runs += grid_runs(sweep, [activation], sweep.heldout_seeds or sweep.seeds,
-                          {**sweep.grid, report.TUNED: [rate]})
+                          {**sweep.grid, evidence.TUNED: [rate]})
     if len({r.name for r in runs}) < len(runs):
         raise UserError(f"grid {sweep.grid!r} gives two runs the same name; make its values distinct")
     return runs
@@ -185,20 +182,20 @@ def judging_runs(sweep, runs):
     each cell of the other axes), for every activation whose first-stage runs are all complete."""
     if not sweep.heldout_seeds:
         return []
-    records, _ = report.load_records(runs)
+    records, _ = evidence.load_records(runs)
     chosen = {}
-    for key, rs in report.cells(records, sweep).items():
-        for activation, c in report.choice(rs, sweep).items():
+    for key, rs in evidence.cells(records, sweep).items():
+        for activation, c in evidence.choice(rs, sweep).items():
             stage = [r for r in runs if r.activation == activation and cell_of(r, sweep) == key]
-            if not c.fixed and all(report.is_complete(r) for r in stage):
+            if not c.fixed and all(rundir.is_complete(r.dir) for r in stage):
                 chosen[key, activation] = c.rate
     tuned = [a for a in sweep.activations if a not in sweep.fixed_rates]
     return [r for r in grid_runs(sweep, tuned, sweep.heldout_seeds, sweep.grid)
-            if chosen.get((cell_of(r, sweep), r.activation)) == r.axes[report.TUNED]]
+            if chosen.get((cell_of(r, sweep), r.activation)) == r.axes[evidence.TUNED]]
 
 
 def cell_of(run, sweep):
-    return report.cell_key(run.axes, sweep)
+    return evidence.cell_key(run.axes, sweep)
 
 
 def train_flags(sweep, run):
@@ -215,16 +212,13 @@ def check_runs(sweep, runs):
     configs = []
     for run in runs:
         try:
-            cfg = SimpleNamespace(**configure(train.DEFAULTS, [sweep.base, *train_flags(sweep, run)]))
-            train.validate(cfg)
-            runtime.validate_device(cfg)
+            cfg = SimpleNamespace(**configure(settings.DEFAULTS, [sweep.base, *train_flags(sweep, run)]))
+            settings.validate(cfg)
         except UserError as e:
             raise UserError(f"run {run.name}: {e}") from None
         configs.append(cfg)
-        path = os.path.join(run.dir, "config.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                saved = json.load(f)
+        saved = rundir.read_json(run.dir, rundir.CONFIG)
+        if saved is not None:
             for key, value in run.keys.items():
                 # init_from records how the latest attempt began ('resume' after the first).
                 if key != "init_from" and saved.get(key) != value:
@@ -233,29 +227,18 @@ def check_runs(sweep, runs):
     return configs
 
 
-def hardware():
-    """CPU model, core count and GPU names of this machine (nvidia-smi, so the runner itself
-    never takes GPU memory from the runs)."""
-    gpus = []
-    if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True)
-        gpus = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    return dict(cpu=cpu_name(), cores=os.cpu_count(), gpus=gpus)
-
-
 def launch(sweep, run, host):
     os.makedirs(run.dir, exist_ok=True)
     # host.json says where the run's records were made; the report's header reads it.
-    files.write_json(os.path.join(run.dir, "host.json"), host)
+    rundir.write_json(run.dir, rundir.HOST, host)
     launcher = [sys.executable]
     if sweep.torchrun:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={sweep.torchrun}"]
     flags = train_flags(sweep, run)
-    if os.path.exists(os.path.join(run.dir, "ckpt.pt")):
+    if os.path.exists(rundir.path(run.dir, rundir.CKPT)):
         flags.append("--init_from='resume'")  # else the base config's own init (scratch, gpt2, ...)
     cmd = [*launcher, TRAIN_PY, sweep.base, *flags]
-    with open(os.path.join(run.dir, "train.log"), "a") as log:
+    with open(rundir.path(run.dir, rundir.LOG), "a") as log:
         log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}\n")
         log.flush()
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -264,14 +247,14 @@ def launch(sweep, run, host):
 def execute(sweep, runs, stop):
     """Run what is not complete yet, `parallel` at a time, until done or stopped; return the names
     of failed runs."""
-    todo = [r for r in runs if not report.is_complete(r)]
+    todo = [r for r in runs if not rundir.is_complete(r.dir)]
     done = len(runs) - len(todo)
     print(f"sweep {sweep.name}: {len(runs)} runs, {done} already complete; {len(todo)} to run, "
           f"{sweep.parallel} at a time, {sweep.threads or 'default'} threads each")
-    host = hardware()
+    host = rundir.hardware()
     pending, running, failed, durations = list(todo), {}, [], []
     try:
-        while (pending or running) and not stop.signum:
+        while (pending or running) and not stop.received:
             while pending and len(running) < sweep.parallel:
                 run = pending.pop(0)
                 running[run.name] = (run, launch(sweep, run, host), time.time())
@@ -281,16 +264,16 @@ def execute(sweep, runs, stop):
                     continue
                 del running[name]
                 done += 1
-                if proc.returncode == 0 and report.is_complete(run):
+                if proc.returncode == 0 and rundir.is_complete(run.dir):
                     durations.append(time.time() - t0)
                     left = len(pending) + len(running)
                     eta = sum(durations) / len(durations) * left / min(sweep.parallel, max(left, 1))
                     print(f"[{done}/{len(runs)}] {name} finished in {durations[-1]:.0f} s; "
-                          f"ETA {report.duration(eta)}", flush=True)
+                          f"ETA {evidence.duration(eta)}", flush=True)
                 else:
                     failed.append(name)
                     print(f"[{done}/{len(runs)}] {name} FAILED (exit {proc.returncode}); "
-                          f"log: {os.path.join(run.dir, 'train.log')}", flush=True)
+                          f"log: {rundir.path(run.dir, rundir.LOG)}", flush=True)
     finally:
         # Stopped: each training process checkpoints on SIGTERM, so running the sweep again resumes it.
         for _, proc, _ in running.values():
@@ -310,26 +293,28 @@ def main(argv):
     runs = plan(sweep)
     failed = []
     if not sweep.report_only:
+        from runtime import StopRequest, check_dataset  # (torch: only a sweep that trains imports it)
+
         for cfg in {cfg.dataset: cfg for cfg in check_runs(sweep, runs)}.values():
-            runtime.check_dataset(cfg.dataset)  # prepared, before anything is launched
+            check_dataset(cfg.dataset)  # prepared, before anything is launched
         # SIGINT/SIGTERM stop the sweep between polls: no new run starts, and the running ones are
         # asked to checkpoint and exit (see execute)
-        with runtime.StopRequest() as stop:
+        with StopRequest() as stop:
             failed = execute(sweep, runs, stop)
-            if sweep.heldout_seeds and not stop.signum:
+            if sweep.heldout_seeds and not stop.received:
                 second = judging_runs(sweep, runs)
                 check_runs(sweep, second)
                 failed += execute(sweep, second, stop)
-        if stop.signum:
+        if stop.received:
             print("stopped; running the same command again resumes the sweep", file=sys.stderr)
-            return 128 + stop.signum
-    if sweep.report_only or any(report.is_complete(r) for r in runs):  # else every run failed: nothing to report
+            return 128 + stop.received
+    if sweep.report_only or any(rundir.is_complete(r.dir) for r in runs):  # else every run failed: nothing to report
         path, verdicts = report.write(sweep, runs + judging_runs(sweep, runs), regenerate_command(argv))
         print(f"report: {path}")
         for line in verdicts:
             print(line)
         if sweep.compare_with:
-            print("\n".join(report.compare(runs, os.path.join(sweep.compare_with, sweep.name, "runs"))))
+            print("\n".join(evidence.compare(runs, os.path.join(sweep.compare_with, sweep.name, "runs"))))
     if failed:
         print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}; see each run's train.log, fix, and "
               "run the same command again", file=sys.stderr)

@@ -25,10 +25,10 @@ import time
 
 import numpy as np
 
+import tokenizer
+from errors import ArgumentParser, UserError, run_main
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-import tokenizer  # noqa: E402
-from configurator import ArgumentParser, UserError, run_main  # noqa: E402
 
 PREPARE = os.path.join(HERE, "openwebtext", "prepare.py")
 

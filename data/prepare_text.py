@@ -13,14 +13,12 @@ data/openwebtext/prepare.py --files instead.
 """
 
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import files  # noqa: E402
-import tokenizer  # noqa: E402
-from configurator import ArgumentParser, UserError, run_main  # noqa: E402
+import files
+import tokenizer
+from errors import ArgumentParser, UserError, run_main
 
 
 def read_inputs(paths):

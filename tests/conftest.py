@@ -14,9 +14,14 @@ import torch
 # In-process tests use tiny models: one thread is fastest, and does not fight the test's subprocesses.
 torch.set_num_threads(1)
 
+# The fused loss (torch.nn.functional.linear_cross_entropy) came with torch 2.13; on older torch the
+# tests of what it computes are skipped (those of the fallback run everywhere).
+HAS_FUSED_LOSS = hasattr(torch.nn.functional, "linear_cross_entropy")
+needs_fused_loss = pytest.mark.skipif(not HAS_FUSED_LOSS, reason=f"the fused loss needs torch >= 2.13, here "
+                                                                  f"{torch.__version__}")
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "data"))
 
 WORDS = ("the king is dead long live the queen my lord what news from the north "
          "speak thou shalt not pass tomorrow and tomorrow creeps in this petty pace").split()
@@ -75,7 +80,7 @@ def read_metrics(out_dir):
 
 @pytest.fixture(scope="session")
 def char_dataset(tmp_path_factory):
-    import prepare_text
+    from data import prepare_text
 
     folder = tmp_path_factory.mktemp("chars")
     prepare_text.prepare(make_text(), str(folder), "char")

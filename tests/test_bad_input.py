@@ -137,6 +137,14 @@ CASES = [
      "was trained with activation='gelu' but this run asks for activation='relu'"),
     ("resume with another shape", lambda t, c: ["train.py", *tiny(c, CHARS, init_from="resume", n_embd=64)], {},
      "was trained with n_embd=32 but this run asks for n_embd=64"),
+    ("resume past max_iters", lambda t, c: ["train.py", *tiny(c, CHARS, init_from="resume", max_iters=2)], {},
+     "is at iteration 4, past max_iters=2; to train it further give --max_iters (and --lr_decay_iters) above 4, "
+     "or --eval_only=True to evaluate it"),
+    ("plan for an unknown GPU", lambda t, c: ["train.py", *new_out(t), "--dry_run=True", "--gpu=B300"], {},
+     "gpu='B300' is not valid; choose auto or one of H200, H100"),
+    ("report.py run on its own", lambda t, c: ["report.py", "config/sweep_claim_cpu.py"], {},
+     "report.py is what sweep.py writes reports with; write or rewrite one with python sweep.py SWEEPFILE "
+     "--report_only=True"),
     ("truncated checkpoint", lambda t, c: ["train.py", *copy_run(c, t, truncate)], {}, "is truncated or corrupt"),
     ("corrupt checkpoint", lambda t, c: ["train.py", *copy_run(c, t, scramble)], {}, "is truncated or corrupt"),
     ("unwritable out_dir", lambda t, c: ["train.py", *tiny(c / "summary.json" / "sub", CHARS)], {},
@@ -225,7 +233,10 @@ def _chars(char_dataset):
 
 
 def snapshot(folder):
-    return {p: os.path.getmtime(p) for p in folder.rglob("*")} if folder.exists() else {}
+    """Every file and its modification time, but for the lock a run takes on its out_dir (not a
+    record: it names whoever last tried to run there)."""
+    return {p: os.path.getmtime(p) for p in folder.rglob("*") if p.is_file() and p.name != ".lock"} \
+        if folder.exists() else {}
 
 
 @pytest.mark.parametrize("case,argv,env,expected", CASES, ids=[c[0] for c in CASES])

@@ -1,4 +1,6 @@
-"""bench.py: each mode runs on a tiny model and prints figures that agree with each other."""
+"""bench.py: each mode runs on a tiny model and prints figures that agree with each other; the step
+it times compiles in the mode train.py would (CUDA graphs included), and its nanoGPT-style step
+uses the AdamW nanoGPT does on CUDA (fused) and elsewhere."""
 
 import json
 import re
@@ -74,8 +76,47 @@ def test_profile_mode_names_the_step_operators(char_dataset, tmp_path):
 
 
 def test_user_errors_are_one_line(char_dataset, tmp_path):
-    modes = "train, sample, activations, profile"
+    modes = "train, sample, activations, profile, graphs"
     for flag, message in (("--mode=fast", f"error: mode='fast' is not valid; choose one of {modes}"),
                           ("--iters=0", "error: iters=0 must be a positive integer")):
         result = run("bench.py", *tiny(tmp_path, char_dataset), flag)
         assert result.returncode == 1 and result.stderr.strip() == message
+
+
+def test_the_timed_step_compiles_in_the_runs_mode(monkeypatch):
+    """The 'CUDA graphs' speed row must time compile_mode='reduce-overhead', not the default mode."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import bench
+
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode="default", **kw: modes.append(mode) or model)
+    for mode in ("default", "reduce-overhead", "max-autotune"):
+        bench.compiled(torch.nn.Linear(2, 2), SimpleNamespace(compile=True, compile_mode=mode))
+    assert modes == ["default", "reduce-overhead", "max-autotune"]
+
+
+def test_the_nanogpt_style_step_uses_nanogpts_adamw(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    import bench
+
+    made = []
+    monkeypatch.setattr(torch.optim, "AdamW", lambda groups, **kw: made.append(kw))
+    cfg = SimpleNamespace(weight_decay=0.1, learning_rate=1e-3, beta1=0.9, beta2=0.95)
+    for device_type in ("cuda", "cpu", "mps"):
+        bench.nanogpt_optimizer(torch.nn.Linear(2, 2), cfg, device_type)
+    assert made[0] == dict(lr=1e-3, betas=(0.9, 0.95), fused=True)
+    assert made[1] == made[2] == dict(lr=1e-3, betas=(0.9, 0.95), foreach=False)
+
+
+def test_mfu_divides_by_every_devices_peak():
+    """MFU over N GPUs is the FLOP/s of all of them against N peaks, not one."""
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=64))
+    one = model.estimate_mfu(10_000, 1e12)
+    assert model.estimate_mfu(10_000, 1e12, 8) == pytest.approx(one / 8)
+    assert one == pytest.approx(model.flops_per_token() * 10_000 / 1e12)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from configurator import UserError, configure
+from configurator import configure
+from errors import UserError
 
 DEFAULTS = dict(learning_rate=6e-4, max_iters=100, compile=True, dataset="openwebtext", wandb_run_name=None,
                 betas=(0.9, 0.95))

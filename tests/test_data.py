@@ -23,7 +23,7 @@ import pytest
 import tiktoken
 from conftest import REPO, WORDS, make_text, run
 
-from configurator import UserError
+from errors import UserError
 
 EOT = 50256
 OWT = REPO / "data" / "openwebtext" / "prepare.py"
@@ -157,7 +157,7 @@ def test_prepare_text_char_round_trip_from_a_folder(tmp_path):
 
 
 def test_prepare_text_gpt2_round_trip_replaces_a_char_dataset(enc, tmp_path):
-    import prepare_text
+    from data import prepare_text
 
     text = make_text(300, seed=2)
     prepare_text.prepare(text, str(tmp_path), "char")
@@ -193,7 +193,7 @@ def test_openwebtext_writes_shard_by_shard_in_order(owt, monkeypatch, tmp_path):
 
 
 def test_token_ids_past_uint16_are_refused_before_anything_is_written(owt, tmp_path):
-    import prepare_text
+    from data import prepare_text
 
     many_chars = "".join(chr(0x10000 + i) for i in range(70_000))  # a char vocabulary of 70,000
     with pytest.raises(UserError, match="token id 69999 does not fit uint16"):

@@ -17,7 +17,10 @@ from conftest import REPO, read_metrics, run, tiny
 
 import checkpoint
 import runtime
-import train
+import settings
+import training
+from configurator import configure
+from errors import UserError
 
 LOSS_KEYS = ("loss", "train_loss", "val_loss")
 # Re-save a checkpoint with every storage tagged 'cuda:0', as torch.save tags a GPU run's tensors.
@@ -75,15 +78,16 @@ def test_resume_puts_model_and_optimizer_state_on_the_run_device(char_dataset, t
     weights); the model and every optimizer moment must end up on the run's device."""
     r = run("train.py", *tiny(tmp_path, char_dataset, max_iters=4, eval_interval=2))
     assert r.returncode == 0, r.stderr
-    cfg = SimpleNamespace(**train.configure(train.DEFAULTS, tiny(tmp_path, char_dataset, init_from="resume",
-                                                                 device="meta")))
+    cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(tmp_path, char_dataset, init_from="resume",
+                                                             device="meta")))
     # Two quirks of meta that no GPU has: the fused AdamW kernel has no meta implementation (the
     # state handling is the same without it), and moving a module to meta replaces its parameters
     # (breaking weight tying) unless they are swapped in place, as CPU -> CUDA moves do.
     adamw = torch.optim.AdamW
     monkeypatch.setattr(torch.optim, "AdamW", lambda *a, fused=None, **k: adamw(*a, **k))
     monkeypatch.setattr(torch.__future__, "_swap_module_params_on_conversion", True)
-    model, optimizer, _, start = train.build(cfg, "meta")
+    built = training.build(cfg, SimpleNamespace(name="meta", type="meta", dtype="float32"))
+    model, optimizer, start = built.model, built.optimizer, built.start
     assert start.iter == 4
     assert {p.device.type for p in model.parameters()} == {"meta"}
     moments = [t for s in optimizer.state.values() for k, t in s.items() if k != "step"]
@@ -125,3 +129,24 @@ def test_sampling_compiles_with_cuda_graphs_on_cuda_only(monkeypatch):
     monkeypatch.setattr(runtime, "compile_works", lambda device: False)
     runtime.compile_for_sampling(model, "cuda")
     assert modes == ["reduce-overhead", "reduce-overhead", "default"]
+
+
+def test_cuda_graphs_with_several_micro_steps_per_rank_are_refused():
+    """Gradient accumulation under CUDA graphs can give wrong gradients (pytorch/pytorch#169545):
+    refused on CUDA with more than one micro-step per rank; one per rank, or another mode, runs."""
+    cuda = SimpleNamespace(type="cuda", name="cuda", dtype="bfloat16")
+    cfg = SimpleNamespace(compile=True, compile_mode="reduce-overhead", gradient_accumulation_steps=8)
+    with pytest.raises(UserError, match=r"compile_mode='reduce-overhead' \(CUDA graphs\) with 8 micro-steps per "
+                                        r"rank: .*use gradient_accumulation_steps=1"):
+        runtime.check_cuda_graphs(cfg, cuda, 1)
+    runtime.check_cuda_graphs(cfg, cuda, 8)  # one micro-step per rank
+    runtime.check_cuda_graphs(SimpleNamespace(**{**vars(cfg), "compile_mode": "default"}), cuda, 1)
+    runtime.check_cuda_graphs(cfg, SimpleNamespace(type="cpu", name="cpu", dtype="float32"), 1)
+
+
+def test_the_peak_memory_is_the_runs_own_gpus(monkeypatch):
+    asked = []
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: asked.append(device) or 2**30)
+    assert runtime.peak_memory_gib(SimpleNamespace(type="cuda", name="cuda:1")) == 1.0
+    assert asked == ["cuda:1"]
+    assert runtime.peak_memory_gib(SimpleNamespace(type="cpu", name="cpu")) is None

@@ -42,7 +42,7 @@ def test_two_ranks_match_one_process(launch, single, char_dataset, tmp_path):
         key = "val_loss" if "val_loss" in a else "loss"
         assert b[key] == pytest.approx(a[key], rel=1e-5, abs=0), (a["iter"], key)
     # only rank 0 writes: one checkpoint, one set of records, and no stray files
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.json", "best.pt", "ckpt.pt", "config.json",
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "analysis.json", "best.pt", "ckpt.pt", "config.json",
                                                           "metrics.jsonl", "summary.json"]
     assert r.stdout.count("best val loss") == 1
 
@@ -67,7 +67,7 @@ def test_backend_errors(flag, message, char_dataset, tmp_path):
 @pytest.mark.parametrize("name", ["gpt2_xl_gelu", "gpt2_xl_relu", "gpt2_xl_none",
                                   "gpt2_124m_gelu", "gpt2_124m_relu", "gpt2_124m_none"])
 def test_dry_run_plans_gpt2_configs(name):
-    r = run("train.py", f"config/{name}.py", "--dry_run=True", timeout=60)
+    r = run("train.py", f"config/{name}.py", "--dry_run=True", "--world_size=8", "--gpu=H100")
     assert r.returncode == 0, r.stderr
     out = r.stdout
 
@@ -91,3 +91,12 @@ def test_dry_run_plans_gpt2_configs(name):
     parts = 16 * n / gib + 2 * n / gib + figure("activations")
     assert figure("total") == pytest.approx(parts, abs=0.02)
     assert ("fits a 80 GiB GPU" in out) == (figure("total") <= 0.9 * 80)
+    # the time, from the FLOPs at the assumed MFU on 8 H100s (989 TFLOP/s each), labelled an estimate
+    seconds = fpt * (524288 if xl else 491520) / (0.395 * 989e12 * 8)
+    line = re.search(r"^time, estimated \(not measured\): ([\d.]+) s per iteration on 8 x H100 \(989 TFLOP/s bf16 "
+                     r"each\) at an assumed 39.5% MFU, the one MFU measured here \(GPT-2 124M on one H200\); "
+                     r"([\d,]+) iterations: ([\d.]+) (hours|min|days)$", out, re.M)
+    assert line and line[1] == f"{seconds:.3g}"
+    iters = int(line[2].replace(",", ""))
+    unit, printed = {"min": (60, 0.5), "hours": (3600, 0.05), "days": (86400, 0.05)}[line[4]]
+    assert float(line[3]) == pytest.approx(seconds * iters / unit, abs=printed + 1e-3)

@@ -18,32 +18,37 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import read_metrics, run, tiny
+from conftest import needs_fused_loss, read_metrics, run, tiny
 
 import checkpoint
 import runtime
-import train
+import settings
+import training
+from configurator import configure
 from model import ACTIVATIONS
 
 UNGATED = [name for name, a in ACTIVATIONS.items() if not a.gated]
 SINGLE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)
 
 
+CPU = SimpleNamespace(name="cpu", type="cpu", dtype="float32")
+
+
 def config(dataset, tmp_path, **overrides):
-    cfg = SimpleNamespace(**train.configure(train.DEFAULTS, tiny(tmp_path, dataset, **overrides)))
-    train.validate(cfg)
-    runtime.resolve_device(cfg)
+    cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(tmp_path, dataset, **overrides)))
+    settings.validate(cfg)
+    assert runtime.resolve_device(cfg) == CPU
     return cfg
 
 
 def build(cfg):
-    model, optimizer, scaler, _ = train.build(cfg, "cpu")
-    return model, optimizer, scaler, runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu",
-                                                     model.config.vocab_size)
+    run = training.build(cfg, CPU)
+    return run.model, run.optimizer, run.scaler, runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu",
+                                                                 run.model.config.vocab_size)
 
 
 def step(model, optimizer, scaler, batches, cfg):
-    return train.Step(model, optimizer, scaler, batches, cfg, SINGLE, runtime.autocast(cfg, "cpu"))
+    return training.Step(model, optimizer, scaler, batches, cfg, SINGLE, runtime.autocast(CPU))
 
 
 class Recorder(torch.nn.Module):
@@ -75,7 +80,7 @@ def trained_on(dataset, tmp_path, iterations, **overrides):
     model, optimizer, scaler, batches = build(cfg)
     recorder = Recorder(model)
     for it in iterations:
-        step(recorder, optimizer, scaler, batches, cfg).backward(it)
+        step(recorder, optimizer, scaler, batches, cfg)(it)
         optimizer.zero_grad(set_to_none=True)
     return recorder.seen
 
@@ -96,7 +101,7 @@ def evaluated_on(dataset, tmp_path, **overrides):
     cfg = config(dataset, tmp_path, **overrides)
     model, _, _, batches = build(cfg)
     recorder = Recorder(model)
-    losses = train.evaluate(recorder, batches, cfg.eval_iters, runtime.autocast(cfg, "cpu"))
+    losses = training.evaluate(recorder, batches, cfg.eval_iters, runtime.autocast(CPU))
     return recorder.seen, losses
 
 
@@ -108,6 +113,52 @@ def test_every_run_is_scored_on_the_same_held_out_batches(char_dataset, tmp_path
     assert same(seen["gelu", 2], reference) and same(seen["none", 9], reference)
     train_part, val_part = reference[:2], reference[2:]
     assert not same(train_part, val_part)
+
+
+def test_evaluation_keeps_no_autograd_graph(char_dataset, tmp_path):
+    """Evaluation runs without autograd (under torch.no_grad): its losses hold no graph, which at
+    eval_iters=200 would keep every batch's activations alive at once."""
+    cfg = config(char_dataset, tmp_path)
+    model, _, _, batches = build(cfg)
+    modes = []
+
+    class Watch(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x, y):
+            modes.append(torch.is_grad_enabled())
+            return self.model(x, y)
+
+    training.evaluate(Watch(), batches, cfg.eval_iters, runtime.autocast(CPU))
+    training.whole_split_loss(Watch(), batches, "val", runtime.autocast(CPU))
+    assert modes and not any(modes)
+
+
+def test_evaluation_survives_outputs_overwritten_by_the_next_call(char_dataset, tmp_path):
+    """Under CUDA graphs each replay writes its output into the same memory as the last one's; the
+    evaluation must have read each batch's loss before the next call (here a stand-in model that
+    returns one shared tensor, overwritten on every call)."""
+    cfg = config(char_dataset, tmp_path)
+    model, _, _, batches = build(cfg)
+    shared, honest = torch.zeros(()), []
+
+    class Replayed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x, y):
+            logits, loss = self.model(x, y)
+            honest.append(loss.item())
+            shared.copy_(loss)
+            return logits, shared
+
+    losses = training.evaluate(Replayed(), batches, cfg.eval_iters, runtime.autocast(CPU))
+    per_split = len(honest) // 2
+    assert losses["val"] == pytest.approx(sum(honest[per_split:]) / per_split, rel=1e-6)
+    assert losses["train"] == pytest.approx(sum(honest[:per_split]) / per_split, rel=1e-6)
 
 
 def scheduled_lr(it, lr, warmup, decay, floor):
@@ -125,8 +176,7 @@ def test_learning_rate_of_every_iteration_follows_the_schedule(char_dataset, tmp
     cfg = config(char_dataset, tmp_path, learning_rate=lr, warmup_iters=warmup, lr_decay_iters=decay, min_lr=floor)
     model, optimizer, scaler, batches = build(cfg)
     for it in range(25):
-        step(model, optimizer, scaler, batches, cfg).backward(it)
-        optimizer.zero_grad(set_to_none=True)
+        step(model, optimizer, scaler, batches, cfg)(it)
         applied = [group["lr"] for group in optimizer.param_groups]
         assert applied == [pytest.approx(scheduled_lr(it, lr, warmup, decay, floor), rel=1e-12)] * 2, it
     # and the rate the run records is the one it applied
@@ -139,15 +189,18 @@ def test_learning_rate_of_every_iteration_follows_the_schedule(char_dataset, tmp
         assert value == pytest.approx(scheduled_lr(it, lr, warmup, decay, floor), rel=1e-12), it
     assert cfg.decay_lr and config(char_dataset, tmp_path, decay_lr=False).decay_lr is False
     cfg = config(char_dataset, tmp_path, decay_lr=False, learning_rate=lr)
-    assert {train.get_lr(it, cfg) for it in (0, 5, 29)} == {lr}
+    assert {training.get_lr(it, cfg) for it in (0, 5, 29)} == {lr}
 
 
 @pytest.mark.parametrize("clip", [0.01, 0.0])
 def test_gradients_are_clipped_to_grad_clip(clip, char_dataset, tmp_path):
     cfg = config(char_dataset, tmp_path, grad_clip=clip)
     model, optimizer, scaler, batches = build(cfg)
-    _, norm = step(model, optimizer, scaler, batches, cfg).backward(0)
-    after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))
+    seen = []  # the gradients' norm as the update receives them, after clipping
+    optimizer.register_step_pre_hook(lambda *_: seen.append(torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))))
+    _, norm, _ = step(model, optimizer, scaler, batches, cfg)(0)
+    after = seen[0]
     assert norm > 0.1  # the norm before clipping, as train_step returns it
     if clip:
         assert after.item() == pytest.approx(clip, rel=1e-4)
@@ -220,6 +273,7 @@ def test_the_whole_split_has_every_token_once(tokens, batch_size, block_size, tm
     assert sorted(targets) == list(range(1, tokens)) and counted == tokens - 1
 
 
+@needs_fused_loss
 def test_the_fused_loss_trains_as_the_plain_one(char_dataset, tmp_path):
     """fused_loss=True (torch's chunked linear_cross_entropy) logs the plain run's losses to float32
     rounding; where torch lacks it, the run says so and computes the plain loss."""
@@ -233,7 +287,48 @@ def test_the_fused_loss_trains_as_the_plain_one(char_dataset, tmp_path):
 
 
 def test_the_fused_loss_falls_back_where_torch_lacks_it(char_dataset, tmp_path, monkeypatch, capsys):
-    monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy")
-    model = train.build(config(char_dataset, tmp_path, fused_loss=True), "cpu")[0]
+    monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy", raising=False)
+    model = training.build(config(char_dataset, tmp_path, fused_loss=True), CPU).model
     assert model.fused_loss is False
     assert "computing the loss from the logits" in capsys.readouterr().out
+
+
+def test_dropout_masks_do_not_depend_on_the_activation(char_dataset, tmp_path):
+    """At dropout > 0 every activation trains under the same masks: the activation draws no random
+    numbers, so the masks of a step (read off each dropout's output) are the same for all."""
+    masks = {}
+    for activation in ("gelu", "relu", "swiglu", "none"):
+        cfg = config(char_dataset, tmp_path, activation=activation, dropout=0.2)
+        model, optimizer, scaler, batches = build(cfg)
+        seen = masks[activation] = []
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.register_forward_hook(lambda mod, args, out, seen=seen: seen.append((out == 0) & (args[0] != 0)))
+        step(model, optimizer, scaler, batches, cfg)(3)
+    assert masks["gelu"] and all(mask.any() for mask in masks["gelu"])
+    for activation in ("relu", "swiglu", "none"):
+        assert len(masks[activation]) == len(masks["gelu"]), activation
+        assert all(torch.equal(a, b) for a, b in zip(masks[activation], masks["gelu"])), activation
+
+
+def test_the_collapse_check_compares_the_folded_model_with_the_unfolded_one(monkeypatch):
+    """analysis.json's 'none' collapse check must measure the folded model against the unfolded one:
+    with the folding broken on purpose, the difference it reports is large, not 0."""
+    import analysis
+    import model as model_module
+
+    torch.manual_seed(0)
+    gpt = model_module.GPT(model_module.GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=24,
+                                                  activation="none")).eval()
+    batch = (torch.randint(0, 50, (2, 16)), torch.randint(0, 50, (2, 16)))
+    with torch.no_grad():
+        assert analysis.collapse(gpt, batch)["diff"] < 1e-5  # the folding is exact
+        real = model_module.MLP.folded
+
+        def doubled(mlp):
+            folded = real(mlp)
+            folded.weight.mul_(2)
+            return folded
+
+        monkeypatch.setattr(model_module.MLP, "folded", doubled)
+        assert analysis.collapse(gpt, batch)["diff"] > 1e-3

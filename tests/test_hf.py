@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 import checkpoint
 import hf
-from configurator import UserError
+from errors import UserError
 from model import GPT, GPTConfig
 
 transformers = pytest.importorskip("transformers")
@@ -154,6 +154,22 @@ def test_export_matches_ours(tmp_path, activation, bias, vocab_size):
         assert all(not p.any() for n, p in theirs.named_parameters() if n.endswith(".bias"))
     x = tokens(vocab_size, 12)
     torch.testing.assert_close(logits(theirs, x), logits(model, x), atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_mup_model_exports_with_its_multipliers_folded_in(tmp_path, bias):
+    """µP divides the logits by the width multiplier and q.k by d_head; transformers' GPT-2 has no
+    such knobs, so the export folds them into ln_f and the queries: the same logits."""
+    config = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=12, vocab_size=65, bias=bias, activation="gelu",
+                       mup_base_width=8)
+    model = randomize(GPT(config))
+    hf.export(model, str(tmp_path / "export"))
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "export").eval()
+    x = tokens(65, 12)
+    torch.testing.assert_close(logits(theirs, x), logits(model, x), atol=ATOL, rtol=RTOL)
+    plain = GPT(GPTConfig(**{**vars(config), "mup_base_width": 0}))
+    plain.load_state_dict(model.state_dict())  # the same weights without µP's multipliers differ
+    assert not torch.allclose(logits(plain, x), logits(model, x), atol=1e-3)
 
 
 @pytest.mark.parametrize("activation", ["relu", "none", "swiglu"])

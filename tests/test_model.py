@@ -1,11 +1,14 @@
 """The model: every activation in the registry, the reference MLPs, the linear collapse of 'none',
-parameter matching of gated MLPs, and generation with and without the KV cache."""
+parameter matching of gated MLPs, generation with and without the KV cache (the cache written in
+place when compiled, positions kept on the device, the sampling distribution as defined), the fused
+loss (also compiled in one graph), and µP (its init, rates and multipliers)."""
 
 import math
 
 import pytest
 import torch
 import torch.nn as nn
+from conftest import needs_fused_loss
 
 from model import ACTIVATIONS, GPT, MLP, GPTConfig, mlp_hidden
 
@@ -201,7 +204,61 @@ def test_cached_logits_match_full_forward():
         step_logits, _ = model(idx[:, t : t + 1], cache=cache, pos=torch.tensor([t]))
         full_logits, _ = model(idx[:, : t + 1])
         torch.testing.assert_close(step_logits, full_logits, rtol=1e-5, atol=1e-5)
-    assert cache.k.shape[3] == model.config.block_size  # one buffer, written in place, the whole run
+    # one buffer per layer and kind, of block_size positions, written in place the whole run
+    assert [k.shape[2] for k in cache.k + cache.v] == [model.config.block_size] * 4
+
+
+def test_the_compiled_decode_step_writes_the_new_entries_only():
+    """Compiled (inductor, here on the CPU), writing a step's keys and values must not copy a
+    layer's whole cache: a 5-D buffer written through index_copy_ into one layer's view compiled to
+    a full copy of every layer per token (38 MB per token at 124M)."""
+    from torch._inductor.utils import run_and_get_code
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    cache = model.new_cache(1, torch.device("cpu"))
+    model(torch.randint(0, 50, (1, 5)), cache=cache, pos=torch.arange(5))
+    cache.next.fill_(5)
+    with torch.no_grad():
+        _, code = run_and_get_code(torch.compile(model), torch.randint(0, 50, (1, 1)), cache=cache, pos=cache.next)
+    code = "\n".join(code)
+    layer = tuple(cache.k[0].shape)
+    assert f"empty_strided_cpu({layer}" not in code.replace(" ", "").replace(",)", ")") and "copy_" not in code
+    assert "index_put" in code
+
+
+def test_decoding_keeps_positions_on_the_device(monkeypatch):
+    """Each decoded token's position is advanced on the device: no new tensor is made from a host
+    value per token (on a GPU, a blocking copy that keeps the CPU from running ahead)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    made = []
+    real = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(a) or real(*a, **k))
+    idx = torch.randint(0, 50, (1, 3))
+    model.generate(idx, 10)
+    assert made == []
+
+
+def test_sampling_draws_from_the_softmax_of_the_top_k_logits_over_temperature(monkeypatch):
+    """The distribution generate samples from, against its definition: softmax(logits / T) over the
+    top_k largest logits, zero elsewhere (a top-k filter applied out of place, or a temperature
+    applied twice, changes it)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    idx = torch.randint(0, 50, (2, 6))
+    drawn = []
+    real = torch.multinomial
+    monkeypatch.setattr(torch, "multinomial", lambda p, **k: drawn.append(p.clone()) or real(p, **k))
+    temperature, top_k = 0.7, 5
+    model.generate(idx, 1, temperature=temperature, top_k=top_k, use_cache=False)
+    with torch.no_grad():
+        logits = model(idx, torch.zeros_like(idx))[0][:, -1, :]
+    kept = logits >= logits.topk(top_k, dim=-1).values[:, [-1]]
+    expected = torch.where(kept, torch.exp(logits / temperature), torch.zeros_like(logits))
+    expected /= expected.sum(-1, keepdim=True)
+    assert (drawn[0] > 0).sum(-1).tolist() == [top_k, top_k]
+    torch.testing.assert_close(drawn[0], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_generate_rejects_bad_sampling_settings():
@@ -213,6 +270,22 @@ def test_generate_rejects_bad_sampling_settings():
         model.generate(idx, 1, top_k=0)
 
 
+@needs_fused_loss
+def test_the_fused_loss_compiles_in_one_graph():
+    """Compiled, the fused loss must not break the graph (torch warns when it turns on
+    allow_retain_graph itself, and the warning breaks it), so fullgraph=True compiles too."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).train()
+    model.fused_loss = True
+    idx, targets = torch.randint(0, 50, (3, 16)), torch.randint(0, 50, (3, 16))
+    assert torch._dynamo.explain(model)(idx, targets).graph_break_count == 0
+    _, loss = torch.compile(model, fullgraph=True)(idx, targets)
+    loss.backward()
+    model.fused_loss = False
+    torch.testing.assert_close(loss, model(idx, targets)[1], rtol=1e-5, atol=1e-5)
+
+
+@needs_fused_loss
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 def test_fused_loss_matches_the_plain_one(dtype, tol):
     """The chunked loss (train.py's fused_loss) gives the plain loss and gradients, in float32 and
@@ -233,3 +306,58 @@ def test_fused_loss_matches_the_plain_one(dtype, tol):
     torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
     for a, b in zip(fused_grads, grads):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item())
+
+
+def test_mup_off_is_the_standard_model():
+    """mup_base_width=0 builds exactly the model of before: the same weights from the same seed, two
+    optimizer groups, the attention and logits unscaled."""
+    torch.manual_seed(0)
+    a = GPT(GPTConfig(**SMALL))
+    torch.manual_seed(0)
+    b = GPT(GPTConfig(**SMALL, mup_base_width=0))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert len(b.configure_optimizers(0.1, 1e-3, (0.9, 0.95)).param_groups) == 2
+    assert b.config.width_mult == 1.0 and b.transformer.h[0].attn.scale is None
+
+
+def test_mup_scales_init_rates_attention_and_logits():
+    """Width 96 on base 24 (m = 4): hidden matrices start half as large and learn at 1/4 the rate;
+    embeddings, LayerNorms and biases as without µP; q.k / d_head; logits divided by 4."""
+    config = GPTConfig(**{**SMALL, "n_embd": 96, "n_head": 2}, bias=True, mup_base_width=24)
+    torch.manual_seed(0)
+    mup = GPT(config)
+    torch.manual_seed(0)
+    sp = GPT(GPTConfig(**{**vars(config), "mup_base_width": 0}))
+    for (name, p), q in zip(mup.named_parameters(), sp.parameters()):
+        hidden = name.startswith("transformer.h.") and p.dim() >= 2
+        torch.testing.assert_close(p, q / 2 if hidden else q, rtol=0, atol=0)
+    groups = mup.configure_optimizers(0.1, 1e-3, (0.9, 0.95)).param_groups
+    hidden = {id(p) for n, p in mup.named_parameters() if n.startswith("transformer.h.") and p.dim() >= 2}
+    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 1.0, 0.25]
+    assert {id(p) for p in groups[2]["params"]} == hidden
+    assert mup.transformer.h[0].attn.scale == 1 / 48
+    x = torch.randn(2, 5, 96)
+    torch.testing.assert_close(mup.head(x)[0], sp.head(x)[0] / 4)
+
+
+def test_mup_rates_follow_the_schedule_times_their_scale(char_dataset, tmp_path):
+    """The training step gives each group the schedule's rate times its lr_scale, every iteration."""
+    from types import SimpleNamespace
+
+    import runtime
+    import settings
+    import training
+    from configurator import configure
+    from conftest import tiny
+
+    cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(tmp_path, char_dataset, n_embd=64, n_head=2,
+                                                              mup_base_width=16)))
+    device = runtime.resolve_device(cfg)
+    run = training.build(cfg, device)
+    batches = runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", run.model.config.vocab_size)
+    step = training.Step(run.model, run.optimizer, run.scaler, batches, cfg,
+                         SimpleNamespace(ddp=False, rank=0, world_size=1), runtime.autocast(device))
+    for it in (0, 3, 17):
+        step(it)
+        lr = training.get_lr(it, cfg)
+        assert [g["lr"] for g in run.optimizer.param_groups] == [lr, lr, lr / 4]

@@ -115,7 +115,8 @@ def test_help_lists_every_option_with_its_default_and_meaning(script):
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.startswith(f"usage: python {script} [CONFIG_FILE ...] [--key=value ...]")
     module = __import__(script[:-3])
-    sources = [module.__file__] + ([__import__("train").__file__] if script == "bench.py" else [])
+    # train.py's settings, which bench.py takes too, are documented in settings.py
+    sources = [module.__file__] + ([__import__("settings").__file__] if script in ("train.py", "bench.py") else [])
     docs = {}
     for path in sources:
         docs.update(configurator.key_docs(path))
@@ -123,6 +124,11 @@ def test_help_lists_every_option_with_its_default_and_meaning(script):
         assert docs.get(key, ("", ""))[1], f"{script}: {key} has no meaning beside it in DEFAULTS"
         line = next(line for line in r.stdout.splitlines() if line.startswith(f"  --{key}="))
         assert line.startswith(f"  --{key}={value!r}") and docs[key][1] in line
+
+
+def test_report_py_says_how_reports_are_written():
+    r = run("report.py", "--help")
+    assert r.returncode == 0 and "python sweep.py SWEEPFILE --report_only=True" in r.stdout
 
 
 def test_a_half_written_metrics_line_does_not_stop_a_resume(trained, tmp_path):

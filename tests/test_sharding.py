@@ -43,8 +43,8 @@ def runs(char_dataset, tmp_path_factory):
 def test_fsdp_computes_what_one_process_and_ddp_compute(runs):
     assert_close(losses(runs / "fsdp"), losses(runs / "single"))
     assert_close(losses(runs / "fsdp"), losses(runs / "ddp"))
-    assert sorted(p.name for p in (runs / "fsdp").iterdir()) == ["analysis.json", "best.pt", "ckpt.pt", "config.json",
-                                                                  "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in (runs / "fsdp").iterdir()) == [".lock", "analysis.json", "best.pt", "ckpt.pt",
+                                                                  "config.json", "metrics.jsonl", "summary.json"]
 
 
 def test_activation_checkpointing_changes_nothing(runs, char_dataset, tmp_path):
@@ -107,6 +107,45 @@ def test_an_fsdp_checkpoint_samples_and_exports(runs, tmp_path):
     pytest.importorskip("transformers")
     r = run("hf.py", f"--out_dir={runs / 'fsdp'}", f"--to={tmp_path / 'hf'}")
     assert r.returncode == 0, r.stderr
+
+
+def test_under_fsdp_each_block_and_the_head_compile_on_their_own(char_dataset, tmp_path):
+    """Dynamo skips FSDP's hooks: compiled whole, an FSDP model would run eager around them. Each
+    block's forward and the head are compiled instead; one training step then runs without a graph
+    break and computes what the eager sharded model does. (One gloo rank, compiled by inductor on
+    the CPU.)"""
+    from types import SimpleNamespace
+
+    import torch
+    import torch.distributed as dist
+
+    import runtime
+    import settings
+    import train
+    import training
+    from configurator import configure
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(tmp_path, char_dataset, fsdp=True, compile=True)))
+        device = runtime.resolve_device(cfg)
+        ranks = SimpleNamespace(ddp=True, rank=0, world_size=1, master=True, host=dist.group.WORLD)
+        losses = []
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        for compiled in (False, True):
+            run_ = training.build(cfg, device)
+            model = train.compiled(run_.model, cfg, device) if compiled else run_.model
+            batches = runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", model.config.vocab_size)
+            step = training.Step(model, run_.optimizer, run_.scaler, batches, cfg, ranks, runtime.autocast(device))
+            losses.append([step(it)[0].item() for it in range(2)])
+        assert model is run_.model  # compiled in place: FSDP's module, its hooks and its state stay as they are
+        assert all(hasattr(block.forward, "_torchdynamo_orig_callable") for block in model.transformer.h)
+        assert hasattr(model.head, "_torchdynamo_orig_callable")
+        assert not torch._dynamo.utils.counters["graph_break"]
+        assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    finally:
+        dist.destroy_process_group()
 
 
 def test_fsdp_needs_torchrun(char_dataset, tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-import report
+import evidence
 import stats
 
 
@@ -108,7 +108,7 @@ def test_verdict_words_follow_their_tests():
         n, margin = rng.randint(2, 12), rng.choice([0.0, 0.01])
         gelu = [1.7 + rng.gauss(0, 0.01) for _ in range(n)]
         relu = [g + rng.gauss(rng.uniform(-0.02, 0.02), rng.uniform(0.0005, 0.02)) for g in gelu]
-        line = report.verdict("gelu", "relu", {"gelu": runs("gelu", gelu), "relu": runs("relu", relu)}, margin)
+        line = evidence.verdict("gelu", "relu", {"gelu": runs("gelu", gelu), "relu": runs("relu", relu)}, margin)
         test = stats.paired_t(gelu, relu)
         equivalent = margin > 0 and stats.tost(test, margin).equivalent
         word = line.split(": ", 1)[1].split("**")[1]
@@ -125,12 +125,12 @@ def test_verdict_words_follow_their_tests():
 
 def test_no_verdict_with_a_rate_at_the_edge():
     groups = {"gelu": runs("gelu", [1.70, 1.71, 1.72]), "relu": runs("relu", [1.60, 1.61, 1.62])}
-    lines = report.verdicts(groups, 0.01, {"relu": "the chosen rate of `relu` (0.001) is at the edge"})
+    lines = evidence.verdicts(groups, 0.01, {"relu": "the chosen rate of `relu` (0.001) is at the edge"})
     assert lines == ["- GELU vs ReLU: **no verdict**: the chosen rate of `relu` (0.001) is at the edge"]
 
 
 def test_a_verdict_shows_the_subset_difference_beside_the_whole_split():
     groups = {"gelu": runs("gelu", [1.70, 1.71, 1.72], [1.69, 1.73, 1.70]),
               "relu": runs("relu", [1.60, 1.61, 1.62], [1.61, 1.60, 1.66])}
-    line = report.verdict("gelu", "relu", groups, 0.0)
+    line = evidence.verdict("gelu", "relu", groups, 0.0)
     assert "GELU − ReLU = +0.1000" in line and "the difference was +0.0833" in line

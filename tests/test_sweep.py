@@ -25,10 +25,10 @@ from types import SimpleNamespace
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
-import report
+import evidence
 import stats
 import sweep
-from configurator import UserError
+from errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(ROOT, "config", "train_shakespeare_char_cpu.py")
@@ -193,7 +193,7 @@ def test_bad_run_settings_stop_the_sweep_before_anything_launches(tmp_path, char
 
 
 @pytest.mark.parametrize("keys, message", [
-    (dict(activations=["gelu", "tanh"]), "activations="),
+    (dict(activations="gelu"), "activations="),
     (dict(activations=["relu"]), "reference='gelu' is not among"),
     (dict(overrides={"seed": 3}), "which the sweep sets for each run"),
     (dict(overrides={"max_iter": 3}), "not a train.py key"),
@@ -231,8 +231,9 @@ def test_run_folder_made_with_other_settings_is_refused(tmp_path):
 def test_entry_point_prints_user_errors(tmp_path):
     path = write_sweep(tmp_path, "unused", activations=["gelu", "tanh"])
     out = subprocess.run([sys.executable, os.path.join(ROOT, "sweep.py"), path], capture_output=True, text=True)
-    assert out.returncode == 1
-    assert out.stderr.startswith("error: activations=") and "Traceback" not in out.stderr
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr == ("error: run tanh-s1: unknown activation 'tanh'; valid: gelu, gelu_tanh, relu, relu2, silu, "
+                          "none, swiglu, geglu, reglu, bilinear\n")
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "config", "sweep_*.py"))))
@@ -345,12 +346,12 @@ def test_differences_are_paired_by_seed_not_by_position():
     d = [2.15 - 2.20, 2.02 - 2.10, 1.97 - 2.00]  # seeds 4, 2, 1
     mean = sum(d) / 3
     sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
-    test = stats.paired_t(*report.pair(relu, gelu))
+    test = stats.paired_t(*evidence.pair(relu, gelu))
     assert test.n == 3 and test.mean == pytest.approx(mean) and test.sd == pytest.approx(sd)
-    table = report.comparison_table({"gelu": gelu, "relu": relu}, "gelu")
+    table = evidence.comparison_table({"gelu": gelu, "relu": relu}, "gelu")
     row = report_rows(table, "relu")[0]
     assert row[1] == "3" and row[4] == f"{mean:+.4f}"
-    assert "paired t-test over 3 seeds" in report.verdict("gelu", "relu", {"gelu": gelu, "relu": relu}, 0.0)
+    assert "paired t-test over 3 seeds" in evidence.verdict("gelu", "relu", {"gelu": gelu, "relu": relu}, 0.0)
 
 
 COMMITTED = sorted(glob.glob(os.path.join(ROOT, "results", "*", "report.md")))
@@ -386,3 +387,30 @@ def test_the_committed_study_regenerates(tmp_path):
     assert r.returncode == 0, r.stderr
     got = (tmp_path / "study_cpu" / "study.md").read_text().replace(f" --out_dir={tmp_path}", "")
     assert got == want
+
+
+def test_the_study_tables_each_widths_best_rate_under_each_parametrization(tmp_path, char_dataset):
+    """A transfer sweep (widths x parametrizations x rates): the study names each width's best rate
+    (lowest score over the seeds), how many grid steps it moves across widths, and draws the curves."""
+    import study
+
+    grid = {"width": {"w16": dict(n_embd=16, n_head=2), "w32": dict(n_embd=32, n_head=2)},
+            "param": {"sp": dict(mup_base_width=0), "mup": dict(mup_base_width=16)},
+            "learning_rate": [1e-3, 3e-2]}
+    path = write_sweep(tmp_path, char_dataset, name="tr", activations=["gelu"], seeds=[1], grid=grid, parallel=2)
+    assert run_sweep(path).returncode == 0
+    (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {path!r}\nout_dir = {str(tmp_path)!r}\n")
+    with redirect_stdout(io.StringIO()):
+        assert study.main([str(tmp_path / "st.py")]) == 0
+    text = (tmp_path / "st" / "study.md").read_text()
+    done = summaries(os.path.join(str(tmp_path), "results", "tr", "runs"))
+    for param in ("sp", "mup"):
+        best = {w: min((1e-3, 3e-2), key=lambda lr: done[f"gelu-{w}-{param}-lr{sweep.label(lr)}-s1"]
+                       ["best_full_val_loss"]) for w in ("w16", "w32")}
+        row = [c.strip() for c in next(line for line in text.splitlines()
+                                       if line.startswith(f"| `gelu` | {param} |")).strip("|").split("|")]
+        for cell, w in zip(row[2:4], ("w16", "w32")):
+            score = done[f"gelu-{w}-{param}-lr{sweep.label(best[w])}-s1"]["best_full_val_loss"]
+            assert cell == f"{best[w]:g} (edge) ({score:.4f})"  # a two-rate grid is all edges
+        assert row[4] == str(abs([1e-3, 3e-2].index(best["w16"]) - [1e-3, 3e-2].index(best["w32"])))
+    assert plt.imread(tmp_path / "st" / "transfer.png").shape[2] in (3, 4)

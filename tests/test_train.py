@@ -108,7 +108,8 @@ def test_wandb_offline_run_holds_the_metrics(char_dataset, tmp_path):
             run_record = rec.run
     assert run_record.display_name == "gelu-seed1337" and run_record.run_group == "g1"
     config = {i.key: json.loads(i.value_json) for i in run_record.config.update}
-    assert config["activation"] == "gelu" and config["max_iters"] == 10
+    assert config["activation"] == "" and config["max_iters"] == 10  # the settings as given
+    assert config["decided"]["model"]["activation"] == "gelu" and config["decided"]["device"] == "cpu"
     logged = read_metrics(tmp_path)
     # every record of metrics.jsonl reached wandb, at its iteration (wall time is wandb's _runtime)
     for m in logged:

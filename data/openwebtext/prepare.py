@@ -15,17 +15,16 @@ import functools
 import math
 import os
 import re
-import sys
 
 import numpy as np
 from tqdm import tqdm
 
+import files
+import tokenizer
+from data.prepare_text import check_out
+from errors import ArgumentParser, UserError, run_main
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(os.path.dirname(HERE)), os.path.dirname(HERE)]
-import files  # noqa: E402
-import tokenizer  # noqa: E402
-from configurator import ArgumentParser, UserError, run_main  # noqa: E402
-from prepare_text import check_out  # noqa: E402
 
 # datasets' own builder for each kind of local file; a .txt file is one document
 BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}

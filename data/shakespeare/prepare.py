@@ -8,11 +8,10 @@ validates: 301,966 and 36,059 tokens. Offline, GPT-2's ranks must be in TIKTOKEN
 """
 
 import os
-import sys
+
+from data.prepare_text import shakespeare_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-from prepare_text import shakespeare_main  # noqa: E402
 
 if __name__ == "__main__":
     shakespeare_main(__doc__, HERE, "gpt2")

@@ -8,11 +8,10 @@ text trains, the rest validates: 65 symbols, 1,003,854 and 111,540 tokens.
 """
 
 import os
-import sys
+
+from data.prepare_text import shakespeare_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-from prepare_text import shakespeare_main  # noqa: E402
 
 if __name__ == "__main__":
     shakespeare_main(__doc__, HERE, "char")

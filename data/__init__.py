@@ -1,0 +1,1 @@
+"""Dataset preparation: run each script as a file (python data/shakespeare_char/prepare.py)."""
