@@ -50,6 +50,8 @@ class Lock:
         self.out_dir, self.file = out_dir, None
 
     def __enter__(self):
+        if os.path.exists(self.out_dir) and not os.path.isdir(self.out_dir):
+            raise UserError(f"out_dir={self.out_dir!r} is a file; give a folder")
         created = not os.path.isdir(self.out_dir)
         try:
             os.makedirs(self.out_dir, exist_ok=True)
@@ -85,12 +87,16 @@ class Lock:
 
 
 def read_json(out_dir, name):
-    """A JSON file of the run, or None where it has none."""
+    """A JSON file of the run, or None where it has none; a one-line error where it is damaged."""
     p = path(out_dir, name)
     if not os.path.exists(p):
         return None
-    with open(p) as f:
-        return json.load(f)
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {p} ({getattr(e, 'strerror', None) or e}): the run's records are damaged; "
+                        "restore the file, or delete the run's folder and run it again") from None
 
 
 def write_json(out_dir, name, obj):
@@ -108,7 +114,12 @@ def read_metrics(out_dir):
     if not os.path.exists(p):
         return [], 0
     records, bad = [], 0
-    with open(p, encoding="utf-8", errors="replace") as f:
+    try:
+        f = open(p, encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise UserError(f"cannot read {p} ({e.strerror}): restore it, or delete the run's folder and run it "
+                        "again") from None
+    with f:
         for line in f:
             try:
                 r = json.loads(line)

@@ -112,6 +112,14 @@ def bare_state_dict(trained, tmp):
     return tmp / "out"
 
 
+def damaged_sweep(tmp):
+    """A sweep whose one run has a summary.json cut short."""
+    run_dir = tmp / "results" / "bad" / "runs" / "gelu-s1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text('{"complete": tr')
+    return sweep_file(tmp, "")
+
+
 CHARS = None  # the char-level dataset, set by the autouse fixture below
 
 # (case, argv builder (tmp, trained) -> script and arguments, extra environment, expected text in the one line)
@@ -142,6 +150,10 @@ CASES = [
      "or --eval_only=True to evaluate it"),
     ("plan for an unknown GPU", lambda t, c: ["train.py", *new_out(t), "--dry_run=True", "--gpu=B300"], {},
      "gpu='B300' is not valid; choose auto or one of H200, H100"),
+    ("train into an out_dir that is a file",
+     lambda t, c: ["train.py", *tiny(c / "summary.json", CHARS)], {}, "summary.json' is a file; give a folder"),
+    ("a report over a damaged summary.json", lambda t, c: ["sweep.py", damaged_sweep(t), "--report_only=True"], {},
+     "summary.json (Expecting value: line 1 column 14 (char 13)): the run's records are damaged"),
     ("report.py run on its own", lambda t, c: ["report.py", "config/sweep_claim_cpu.py"], {},
      "report.py is what sweep.py writes reports with; write or rewrite one with python sweep.py SWEEPFILE "
      "--report_only=True"),
