@@ -414,3 +414,54 @@ def test_the_study_tables_each_widths_best_rate_under_each_parametrization(tmp_p
             assert cell == f"{best[w]:g} (edge) ({score:.4f})"  # a two-rate grid is all edges
         assert row[4] == str(abs([1e-3, 3e-2].index(best["w16"]) - [1e-3, 3e-2].index(best["w32"])))
     assert plt.imread(tmp_path / "st" / "transfer.png").shape[2] in (3, 4)
+
+
+def fake_run(folder, activation, lr, seed, best_full, final_val=None, subset=None):
+    """A complete run's records as train.py writes them, with the scores given."""
+    folder.mkdir(parents=True)
+    subset = best_full if subset is None else subset
+    summary = dict(complete=True, activation=activation, seed=seed, n_params=100, best_val_loss=subset,
+                   final_val_loss=subset if final_val is None else final_val, best_full_val_loss=best_full,
+                   final_full_val_loss=best_full, full_val_tokens=1000, iters=10, tokens_seen=100, tokens_per_s=1.0,
+                   wall_s=1.0, world_size=1, device="cpu", torch="x", git="x", train_tokens=100,
+                   config=dict(eval_iters=1, batch_size=1, block_size=1, learning_rate=lr))
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "metrics.jsonl").write_text(json.dumps(dict(iter=10, train_loss=subset, val_loss=subset, lr=lr,
+                                                          wall_s=1.0)) + "\n")
+
+
+def selection_sweep(tmp_path, scores, heldout=(3,)):
+    """A sweep of gelu over three rates, seeds 1 and 2 selecting and `heldout` judging, whose runs
+    have the records `scores` gives: {(lr, seed): dict(best_full=..., ...)}."""
+    s = SimpleNamespace(name="sel", out_dir=str(tmp_path), activations=["gelu"], seeds=[1, 2],
+                        heldout_seeds=list(heldout), fixed_rates={}, overrides={}, reference="gelu", margin=0.0,
+                        grid={"learning_rate": [1e-3, 3e-3, 1e-2]})
+    for (lr, seed), score in scores.items():
+        fake_run(tmp_path / "sel" / "runs" / f"gelu-lr{sweep.label(lr)}-s{seed}", "gelu", lr, seed, **score)
+    return s
+
+
+def test_the_rate_is_chosen_by_the_best_models_whole_split_score(tmp_path):
+    """Not by the final val loss, nor by the periodic sample's, where the whole split's is recorded."""
+    scores = {(lr, seed): dict(best_full=full, final_val=final, subset=subset)
+              for seed in (1, 2)
+              for lr, full, final, subset in ((1e-3, 1.90, 1.80, 1.80), (3e-3, 1.70, 1.95, 1.85), (1e-2, 1.80, 1.70,
+                                                                                                     1.70))}
+    s = selection_sweep(tmp_path, scores)
+    records, _ = evidence.load_records(sweep.plan(s))
+    assert evidence.choice(records, s)["gelu"].rate == 3e-3
+
+
+def test_judging_seeds_take_no_part_in_the_choice(tmp_path):
+    """Held-out runs at other rates (say, left from an earlier sweep) do not move the choice, and the
+    comparison at the chosen rate holds the held-out seeds alone."""
+    scores = {(lr, seed): dict(best_full=full) for seed in (1, 2)
+              for lr, full in ((1e-3, 1.90), (3e-3, 1.70), (1e-2, 1.80))}
+    scores.update({(1e-2, 3): dict(best_full=0.50), (3e-3, 3): dict(best_full=1.72)})
+    s = selection_sweep(tmp_path, scores)
+    runs = sweep.plan(s)
+    records, _ = evidence.load_records(runs + sweep.judging_runs(s, runs))
+    chosen = evidence.choice(records, s)["gelu"]
+    assert chosen.rate == 3e-3 and not chosen.edge
+    assert [r.run.seed for r in chosen.runs] == [3] and {r.run.seed for r in chosen.selection} == {1, 2}
+    assert [r.name for r in sweep.judging_runs(s, runs)] == ["gelu-lr3e-3-s3"]
