@@ -16,7 +16,11 @@ or a name with labelled bundles of train.py keys, for settings that must change 
 
     grid = {"size": {"small": dict(n_layer=2, n_head=2, n_embd=64), "large": dict(...)}}  # gelu-small-s1
 
-Run names are the activation, each axis in grid order, then the seed. A run whose summary.json is
+Run names are the activation, each axis in grid order, then the seed. With a learning-rate axis a
+sweep has two stages: `seeds` run at every rate and choose each activation's rate, then
+`heldout_seeds` run at the chosen rates only and alone give the verdict (report.py); an activation
+of `fixed_rates` runs at its given rate with the judging seeds only, and `margin` fixes the
+equivalence margin before any run. A run whose summary.json is
 complete is skipped; one with a ckpt.pt continues from it (train.py's resume is exact), so an
 interrupted sweep is finished by running the same command again. Each run's output goes to
 train.log in its folder; a failed run is reported with that path and the sweep goes on, exiting 1
