@@ -134,7 +134,9 @@ def table(cfg, results):
 def figure(cfg, results, path):
     from figures import plt, save_figure
 
-    fig, axes = plt.subplots(len(PARAMETRIZATIONS), len(KINDS), figsize=(3.6 * len(KINDS), 3.2 * 2), squeeze=False)
+    # one y-axis per kind of output, shared by the parametrizations, so that flat and growing compare
+    fig, axes = plt.subplots(len(PARAMETRIZATIONS), len(KINDS), figsize=(3.6 * len(KINDS), 3.2 * 2), squeeze=False,
+                             sharey="col")
     for row, p in zip(axes, PARAMETRIZATIONS):
         for ax, kind in zip(row, KINDS):
             for i, (a, by_width) in enumerate(results[p].items()):

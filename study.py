@@ -58,7 +58,7 @@ def fmt(test):
 
 def size_section(study, sizes):
     """Per size: each activation's best rate and best val loss, and the paired differences."""
-    header = ["size", "parameters", *(f"`{a}`: best rate, best val loss" for a in sizes[0][2]),
+    header = ["size", "parameters", *(f"`{a}`: chosen rate: score" for a in sizes[0][2]),
               *(f"{a} − {sizes[0][0].reference} [95% CI], p" for a in study.compare)]
     rows = []
     for s, records, best in sizes:
@@ -262,8 +262,9 @@ def sizes_part(study, folder):
             raise UserError(f"sweep {s.name} has no complete runs; run python sweep.py {path} first")
         sizes.append((s, records, evidence.choice(records, s)))
     lines = ["", "## The claim at each model size", "",
-             "Each activation at its own best learning rate (chosen as in each sweep's report); differences "
-             "paired by seed. Sweeps: " + ", ".join(f"[{s.name}](../{s.name}/report.md)" for s, _, _ in sizes) + ".",
+             "Each activation at its own learning rate, chosen and judged as in each sweep's report (by held-out "
+             "seeds where the sweep has them, and scored as its report says); differences paired by seed. Sweeps: "
+             + ", ".join(f"[{s.name}](../{s.name}/report.md)" for s, _, _ in sizes) + ".",
              "", size_section(study, sizes), "", "![differences against size](size.png)", "",
              "![best val loss against learning rate](lr.png)"]
     size_figure(study, sizes, os.path.join(folder, "size.png"))
