@@ -22,7 +22,6 @@ import copy
 import itertools
 import math
 import os
-import platform
 import statistics
 import time
 from types import SimpleNamespace
@@ -42,7 +41,7 @@ from configurator import configure
 from errors import UserError, run_main
 from model import ACTIVATIONS, MLP, GPTConfig
 from runtime import (Batches, autocast, check_cuda_graphs, compile_for_sampling, compile_works, dataset_dir,
-                     resolve_device, tokens_per_iter)
+                     describe_device, resolve_device, tokens_per_iter)
 
 DEFAULTS = dict(
     settings.DEFAULTS,
@@ -73,6 +72,8 @@ def validate(cfg):
             raise UserError(f"{key}={getattr(cfg, key)} must be a positive integer")
     if cfg.warmup < 0:
         raise UserError(f"warmup={cfg.warmup} must be >= 0")
+    if cfg.fsdp:
+        raise UserError("fsdp=True shards a model over torchrun's ranks; bench.py times one process: leave fsdp off")
     if cfg.reference and cfg.mode != "train":
         raise UserError(f"reference=True compares training steps; it needs mode='train', not {cfg.mode!r}")
 
@@ -174,17 +175,13 @@ def matmul_floor(model, cfg, dev):
 # ----------------------------------------------------------------------------- what train.py runs
 
 
-def compiled(model, cfg):
-    # main() has already turned compile off where compile_works says it fails; the mode is train.py's
-    return torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
-
-
 def training_step(cfg, dev):
     """(model, step) where step() runs one training iteration as train.py does (training.Step),
     reading the loss back every log_interval iterations."""
     run = training.build(cfg, dev)
     batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, dev.name, run.model.config.vocab_size)
-    train_step = training.Step(compiled(run.model, cfg), run.optimizer, run.scaler, batches, cfg, SINGLE,
+    model = training.compiled(run.model, cfg, dev.compile)
+    train_step = training.Step(model, run.optimizer, run.scaler, batches, cfg, SINGLE,
                                autocast(dev))
     iteration = itertools.count()
 
@@ -280,7 +277,7 @@ def bench_train(cfg, dev):
           f"tokens per iteration: {tokens:,}; FLOPs per token: {raw.flops_per_token():.4g}")
     print(f"measured peak: {peak / 1e9:,.1f} GFLOP/s ({dev.dtype} matmul {n}x{n}, {1000 * seconds:.0f} ms)"
           + (f"; datasheet peak (bf16): {datasheet / 1e12:,.0f} TFLOP/s" if datasheet else ""))
-    out = dict(fused_loss=raw.fused_loss, compile_mode=cfg.compile_mode if cfg.compile else None,
+    out = dict(fused_loss=raw.fused_loss, compile_mode=cfg.compile_mode if dev.compile else None,
                floor_ms=1000 * floor, measured_peak_flops=peak, datasheet_peak_flops=datasheet)
     for name, r in results.items():
         tokens_per_s = tokens / statistics.median(r.times)
@@ -289,7 +286,7 @@ def bench_train(cfg, dev):
             mfu += f", {100 * raw.estimate_mfu(tokens_per_s, datasheet):.1f}% of datasheet"
         print(f"{name}: {spread(r.times)} per iteration, {tokens_per_s:,.0f} tokens/s, {mfu}")
         if r.first is not None:
-            compiles = " (includes compiling)" if cfg.compile and name == "ours" else ""
+            compiles = " (includes compiling)" if dev.compile and name == "ours" else ""
             print(f"{name}: first warm-up iteration {r.first:.2f} s{compiles}")
         out[name] = dict(ms=1000 * statistics.median(r.times), tokens_per_s=tokens_per_s,
                          mfu_datasheet=raw.estimate_mfu(tokens_per_s, datasheet) if datasheet else None)
@@ -325,7 +322,7 @@ def bench_sample(cfg, dev):
     run = training.build(cfg, dev)
     eager = run.model.eval()
     model = copy.deepcopy(eager)
-    if cfg.compile:
+    if dev.compile:
         compile_for_sampling(model, dev.name)
     ctx = autocast(dev)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -344,7 +341,7 @@ def bench_sample(cfg, dev):
                                                                                                run.init_from)
     print(f"model: {model.get_num_params():,} parameters ({source}), activation {model.config.activation}; "
           f"prompt {cfg.prompt_len} tokens, {cfg.new_tokens} new, block_size {model.config.block_size}; "
-          f"KV cache {'compiled' if cfg.compile else 'eager'}, the others eager")
+          f"KV cache {'compiled' if dev.compile else 'eager'}, the others eager")
     # a generation is already hundreds of forward passes: one untimed each, then one per round
     warmup = min(cfg.warmup, 1)
     print(f"protocol: {warmup} warm-up generation, then {cfg.repeats} rounds of 1")
@@ -363,12 +360,12 @@ def bench_sample(cfg, dev):
           + ("yes" if len(differ) == 0 else f"NO, first difference at position {differ[0].item()}"))
     return dict(tokens_per_s=rates, speedup_no_cache=rates["KV cache"] / rates["no cache"],
                 speedup_nanogpt=rates["KV cache"] / rates["nanoGPT generate"], identical=len(differ) == 0,
-                compiled=cfg.compile)
+                compiled=dev.compile)
 
 
 def mlp_step(mlp, x, cfg, dev):
     """step(): forward and backward of one MLP, input gradient included as inside the model."""
-    fn, ctx = compiled(mlp, cfg), autocast(dev)
+    fn, ctx = training.compiled(mlp, cfg, dev.compile), autocast(dev)
 
     def step():
         with ctx:
@@ -427,7 +424,7 @@ def bench_profile(cfg, dev):
     """Where our training step spends its time: torch.profiler around `iters` steps after the
     warm-up, the operators that took the most time of their own (compiled, each fused kernel by
     name)."""
-    if cfg.compile and dev.type == "cpu":
+    if dev.compile and dev.type == "cpu":
         import torch._inductor.config  # not at the top: it takes most of a second to import
 
         torch._inductor.config.cpp.enable_kernel_profile = True  # else a compiled graph is one opaque row
@@ -462,14 +459,6 @@ def bench_graphs(cfg, dev):
 # ----------------------------------------------------------------------------- entry point
 
 
-def device_name(dev):
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev.name)
-    if dev.type == "cpu":
-        return f"{rundir.cpu_name()}, {os.cpu_count()} logical CPUs"
-    return platform.processor() or platform.machine()
-
-
 def load_average():
     # other work on the machine shows up in timings; print it beside them
     return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
@@ -481,9 +470,9 @@ def main(argv):
     dev = resolve_device(cfg)
     check_cuda_graphs(cfg, dev, 1)
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
-    cfg.compile = cfg.compile and compile_works(dev.name)  # as train.py: eager where compile fails
-    print(f"bench {cfg.mode}: {dev.name} ({device_name(dev)}), {torch.get_num_threads()} threads, "
-          f"{dev.dtype}, compile={cfg.compile}, torch {torch.__version__}; load average {load_average()}")
+    dev.compile = cfg.compile and compile_works(dev.name)  # decided as train.py does: eager where compile fails
+    print(f"bench {cfg.mode}: {dev.name} ({describe_device(dev.name)}), {torch.get_num_threads()} threads, "
+          f"{dev.dtype}, compile={dev.compile}, torch {torch.__version__}; load average {load_average()}")
     if cfg.mode in ("train", "activations"):
         print(f"protocol: {cfg.warmup} warm-up iterations, then {cfg.repeats} rounds of {cfg.iters} iterations")
     modes = {"train": bench_train, "sample": bench_sample, "activations": bench_activations, "profile": bench_profile,
@@ -492,7 +481,7 @@ def main(argv):
     print(f"load average at the end: {load_average()}")
     if cfg.json:
         files.write_json(cfg.json, dict(mode=cfg.mode, device=dev.name, dtype=dev.dtype, torch=torch.__version__,
-                                        device_name=device_name(dev), **measured))
+                                        device_name=describe_device(dev.name), **measured))
     return 0
 
 

@@ -175,7 +175,7 @@ def resume(cfg, tok):
     start = Start(iter=state["iter_num"], evaluated=state["evaluated"], best_val_loss=state["best_val_loss"],
                   elapsed=state["elapsed"], wandb_id=state["wandb_id"], pretrained=state.get("pretrained"),
                   tokenizer=tok.state, changes=changes)
-    if start.iter > cfg.max_iters:
+    if start.iter > cfg.max_iters and not cfg.eval_only:
         raise UserError(f"{path} is at iteration {start.iter}, past max_iters={cfg.max_iters}; to train it further "
                         f"give --max_iters (and --lr_decay_iters) above {start.iter}, or --eval_only=True to "
                         "evaluate it")

@@ -92,6 +92,8 @@ def choice(records, sweep):
     for activation, rs in by_activation(records, sweep).items():
         selection = [r for r in rs if r.run.seed in sweep.seeds and activation not in sweep.fixed_rates]
         rate = sweep.fixed_rates.get(activation)
+        if rate is None and not selection:
+            continue  # none of its selection runs is complete: no rate is chosen yet
         if rate is None:
             rates = sorted({r.run.axes[TUNED] for r in selection})
             means = {lr: mean_std([r.best for r in selection if r.run.axes[TUNED] == lr])[0] for lr in rates}
@@ -212,9 +214,9 @@ def rate_fits(chosen, seeds):
     fits = {}
     for activation, c in chosen.items():
         rates = sorted({r.run.axes[TUNED] for r in c.selection})
-        if c.fixed or c.edge or len(rates) < 3:
+        i = rates.index(c.rate) if c.rate in rates else -1
+        if c.fixed or c.edge or not 0 < i < len(rates) - 1:  # (an incomplete grid may lack a neighbour)
             continue
-        i = rates.index(c.rate)
         three = rates[i - 1:i + 2]
         scores = {(r.run.seed, r.run.axes[TUNED]): r.best for r in c.selection}
         mean = [mean_std([v for (_, lr), v in scores.items() if lr == x])[0] for x in three]
@@ -251,7 +253,7 @@ def distinct(values):
 
 def duration(seconds):
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 \
-        else f"{seconds / 3600:.1f} h"
+        else f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} days"
 
 
 # ---------------------------------------------- what the MLPs do (analysis.json, written as runs end)

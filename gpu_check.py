@@ -387,10 +387,11 @@ class Checks:
                     f"tokens: {'yes' if got['identical'] else 'NO'}")
 
     def prepare(self, dataset):
-        """None once data/DATASET is prepared, else why it could not be."""
+        """None once data/DATASET is prepared, else why it could not be. Run as a module from the
+        repository, so that it finds the project's modules whether or not the project is installed."""
         if os.path.exists(os.path.join(ROOT, "data", dataset, "train.bin")):
             return None
-        r = self.sh(f"data/{dataset}/prepare.py")
+        r = self.sh("-m", f"data.{dataset}.prepare")
         return None if r.returncode == 0 else f"cannot prepare data/{dataset}: {r.stderr.strip()[-200:]}"
 
 
@@ -450,9 +451,10 @@ def environment(cfg):
 
     import torch
 
-    where = torch.cuda.get_device_name(cfg.device) if cfg.device != "cpu" else rundir.cpu_name()
+    from runtime import describe_device
+
     count = f"{torch.cuda.device_count()} x " if cfg.device != "cpu" else ""
-    return f"{count}{where}; torch {torch.__version__}; Python {platform.python_version()}"
+    return f"{count}{describe_device(cfg.device)}; torch {torch.__version__}; Python {platform.python_version()}"
 
 
 def validate(cfg):
@@ -462,6 +464,12 @@ def validate(cfg):
         raise UserError(f"only={cfg.only!r} names unknown checks {unknown}; choose from {', '.join(checks)}")
     if cfg.device == "cpu" and not cfg.smoke:
         raise UserError("device='cpu' runs the full-size checks on a CPU, which takes hours; add --smoke=True")
+    if cfg.device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"device={cfg.device!r} but this torch ({torch.__version__}) sees no CUDA GPU; run it on a "
+                            "GPU machine, or rehearse it here with --device=cpu --smoke=True")
 
 
 def needs(cfg, checks, names):

@@ -204,11 +204,11 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
         self.apply(self._init_weights)
-        # Recompute each block's activations in backward instead of keeping them (train.py sets it):
+        # Recompute each block's activations in backward instead of keeping them (training.build sets it):
         # memory for one block's activations instead of all, for about a third more compute.
         self.activation_checkpointing = False
         # Training loss from the final hidden states in chunks (torch's linear_cross_entropy), never
-        # holding all of the (tokens x vocab) logits at once (train.py sets it).
+        # holding all of the (tokens x vocab) logits at once (training.build sets it).
         self.fused_loss = False
         # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2 n_layer),
         # since each layer adds two of them (attention and MLP) to the stream.

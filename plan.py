@@ -10,6 +10,8 @@ from types import SimpleNamespace
 import torch
 
 import runtime
+from errors import UserError
+from evidence import duration
 from model import ACTIVATIONS, GPT, mlp_hidden
 
 # Dense bf16 tensor-core peak from NVIDIA's datasheets (no sparsity), FLOP/s.
@@ -105,6 +107,9 @@ def estimate(cfg, model_cfg, world_size):
     """What a run will cost, from its settings and model config: parameters, FLOPs, memory per GPU
     under each strategy (bytes), and time at ASSUMED_MFU on world_size GPUs of gpu_kind."""
     world_size = cfg.world_size or world_size
+    if cfg.gradient_accumulation_steps % world_size:
+        raise UserError(f"world_size={world_size} does not divide gradient_accumulation_steps="
+                        f"{cfg.gradient_accumulation_steps}; plan for a world size that does")
     with torch.device("meta"):
         model = GPT(model_cfg)
     low_precision = cfg.dtype in ("bfloat16", "float16", "auto")
@@ -130,11 +135,6 @@ def estimate(cfg, model_cfg, world_size):
                            tokens=tokens, world_size=world_size, low_precision=low_precision, columns=columns,
                            totals=totals, budget=budget, ours=ours, cheapest=cheapest, fsdp_end=fsdp_end,
                            eval_only=eval_only, gpu=gpu, seconds_per_iter=seconds)
-
-
-def duration(seconds):
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
-        f"{seconds / 3600:.1f} hours" if seconds < 172800 else f"{seconds / 86400:.1f} days"
 
 
 def plan(cfg, model_cfg, world_size):

@@ -14,6 +14,7 @@ import os
 from collections import Counter
 
 import files
+import rundir
 from errors import UserError, run_main
 from evidence import (ALPHA, SUBSET, TUNED, WHOLE, analysed, by_activation, cells, choice, collapse_table,
                       comparison_table, distinct, duration, hidden_table, load_records, rate_fit_table, rate_fits,
@@ -34,7 +35,7 @@ def write_csv(records, sweep, path):
 
 def host_line(host):
     if host is None:
-        return "unknown (no host.json)"
+        return f"unknown (no {rundir.HOST})"
     gpus = sorted(set(host["gpus"]))
     gpu = f"{len(host['gpus'])} × {gpus[0]}; " if len(gpus) == 1 else "".join(f"{g}; " for g in gpus)
     return f"{gpu}{host['cpu']}, {host['cores']} cores"
@@ -66,7 +67,7 @@ def header(sweep, records, missing, command):
                      + " (tokens seen / tokens in train.bin; past 1, runs see text again)")
     unanalysed = [r.run.name for r in records if r.analysis is None]
     if unanalysed:
-        lines.append(f"- no analysis.json (hidden units, collapse check) for {len(unanalysed)} of {len(records)} "
+        lines.append(f"- no {rundir.ANALYSIS} (hidden units, collapse check) for {len(unanalysed)} of {len(records)} "
                      f"runs, left out of those tables: {', '.join(unanalysed)}")
     lines += ["", *score_note(records), "",
               "Every activation runs with the same seeds, and a seed fixes the initialisation and the batches, so "

@@ -1,7 +1,7 @@
 """
-What the scripts share about running a model: the device and its precision, compilation, the data
-and its batches, and stopping on a signal. train.py, sample.py, bench.py and gpu checks import it;
-it imports nothing of theirs.
+What the scripts share about running a model: the device and its precision, compilation, torchrun's
+process group, the data and its batches, and stopping on a signal. The scripts and training.py import
+it; it imports nothing of theirs.
 
 Every batch is a function of its key alone. The global batch of a training iteration is drawn from
 a generator keyed by (seed, iteration), and each DDP rank takes its slice of the micro-batches, so N
@@ -11,6 +11,7 @@ evaluation batches are keyed by a fixed seed, so every run is scored on the same
 """
 
 import os
+import platform
 import signal
 from contextlib import nullcontext
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.constants import default_pg_timeout
 
+import rundir
 import sharding
 from errors import UserError
 from settings import validate_device
@@ -55,6 +57,16 @@ def resolve_device(cfg):
     if dtype == "auto":
         dtype = ("bfloat16" if torch.cuda.is_bf16_supported() else "float16") if device_type == "cuda" else "float32"
     return SimpleNamespace(name=name, type=device_type, dtype=dtype)
+
+
+def describe_device(name):
+    """The device in words: a GPU's name, or the CPU's model and logical CPUs."""
+    kind = torch.device(name).type
+    if kind == "cuda":
+        return torch.cuda.get_device_name(name)
+    if kind == "cpu":
+        return f"{rundir.cpu_name()}, {os.cpu_count()} logical CPUs"
+    return platform.processor() or platform.machine()
 
 
 def autocast(device):

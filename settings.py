@@ -107,6 +107,9 @@ def validate(cfg):
     for key in ("learning_rate", "gpu_memory_gb"):
         if getattr(cfg, key) <= 0:
             raise UserError(f"{key}={getattr(cfg, key)} must be > 0")
+    if cfg.mup_base_width and cfg.init_from not in INITS:
+        raise UserError(f"mup_base_width={cfg.mup_base_width} trains from µP's initialisation, but init_from="
+                        f"{cfg.init_from!r} starts from GPT-2's weights, trained without µP; leave mup_base_width=0")
     if cfg.gpu != "auto" and cfg.gpu not in DATASHEET_PEAK_FLOPS:
         raise UserError(f"gpu={cfg.gpu!r} is not valid; choose auto or one of {', '.join(DATASHEET_PEAK_FLOPS)}")
     if cfg.seed >= 2**63:

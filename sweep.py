@@ -320,7 +320,7 @@ def main(argv):
         if sweep.compare_with:
             print("\n".join(evidence.compare(runs, os.path.join(sweep.compare_with, sweep.name, "runs"))))
     if failed:
-        print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}; see each run's train.log, fix, and "
+        print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}; see each run's {rundir.LOG}, fix, and "
               "run the same command again", file=sys.stderr)
         return 1
     return 0

@@ -39,12 +39,16 @@ from model import GPT
 from runtime import (Batches, StopRequest, all_ranks, autocast, compile_works, peak_memory_gib, resolve_device,
                      setup_distributed, tokens_per_iter)
 from settings import DEFAULTS, validate
-from training import NonFinite, Step, build, evaluate, get_lr, planned_config, whole_split_loss
+from training import NonFinite, Step, build, compiled, evaluate, get_lr, planned_config, whole_split_loss
 
 
 def main(argv):
     cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [settings.__file__, __file__]))  # kept as given
     validate(cfg)
+    if cfg.dry_run:  # the plan, from the settings alone (a laptop plans a GPU run)
+        if int(os.environ.get("RANK", 0)) == 0:
+            plan.plan(cfg, planned_config(cfg), int(os.environ.get("WORLD_SIZE", 1)))
+        return 0
     device = resolve_device(cfg)  # what the code decides: the device, its dtype
     ranks = setup_distributed(cfg, device)
     if not ranks.ddp:
@@ -62,10 +66,6 @@ def main(argv):
 
 
 def start(cfg, device, ranks):
-    if cfg.dry_run:  # the plan, from the settings alone
-        if ranks.master:
-            plan.plan(cfg, planned_config(cfg), ranks.world_size)
-        return 0
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     if cfg.eval_only:
@@ -90,13 +90,22 @@ def train(cfg, device, ranks):
     run = build(cfg, device)
     raw, begin = run.model, run.start
     batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, device.name, raw.config.vocab_size)
-    model = eval_model = compiled(raw, cfg, device)
+    compiling = cfg.compile and compile_works(device.name)
+    model = eval_model = compiled(raw, cfg, compiling)
     if ranks.ddp and not cfg.fsdp:
         model = DDP(model, device_ids=[device.name] if device.type == "cuda" else None, gradient_as_bucket_view=True)
     ctx = autocast(device)
     # what the code decided, beside the settings as given (summary.json and wandb record both)
-    decided = dict(device=device.name, dtype=device.dtype, init_from=run.init_from, model=vars(raw.config))
-    records = rundir.Records(cfg, begin, decided) if ranks.master else None
+    decided = dict(device=device.name, dtype=device.dtype, init_from=run.init_from, compile=compiling,
+                   fused_loss=raw.fused_loss, model=vars(raw.config))
+    records, failed = None, None
+    if ranks.master:  # rank 0 writes the records; every rank learns whether it could
+        try:
+            records = rundir.Records(cfg, begin, decided)
+        except UserError as e:
+            failed = e
+    if not all_ranks(ranks, failed is None):
+        raise failed or UserError("rank 0 could not write the run's records (its error says why)")
     begin.evaluated = begin.evaluated and all_ranks(ranks, records.evaluated if ranks.master else True)
     if ranks.master:
         say_how_it_starts(cfg, device, run, batches, records)
@@ -104,7 +113,6 @@ def train(cfg, device, ranks):
     checkpoints = checkpoint.Checkpoints(cfg, ranks, raw, run.optimizer, run.scaler, begin)
     nonfinite = NonFinite(cfg.nonfinite, device.name)
     throughput, peak = Throughput(tokens_per_iter(cfg)), plan.datasheet_peak_flops(device.name)
-    loss_acc = torch.zeros((), device=device.name)
     it = begin.iter
     while True:
         if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and not (begin.evaluated and it == begin.iter):
@@ -123,15 +131,14 @@ def train(cfg, device, ranks):
             break
 
         loss, _, skipped = step(it)
-        loss_acc += loss
         nonfinite.add(skipped, it)
         throughput.step()
 
         if it % cfg.log_interval == 0 or it == cfg.max_iters - 1:
             if ranks.ddp:  # the iteration's loss over all ranks (gloo has no AVG)
-                dist.all_reduce(loss_acc)
-                loss_acc /= ranks.world_size
-            lossf = loss_acc.item()  # the host-device sync of this iteration
+                dist.all_reduce(loss)
+                loss /= ranks.world_size
+            lossf = loss.item()  # the host-device sync of this iteration
             nonfinite.check(checkpoints)
             dt = throughput.window()
             if ranks.master:
@@ -141,7 +148,6 @@ def train(cfg, device, ranks):
                       f"{tokens_per_s:,.0f} tokens/s{mfu}")
                 records.log(dict(iter=it, loss=lossf, lr=lr, ms_per_iter=round(dt * 1000, 3),
                                  tokens_per_s=round(tokens_per_s, 1), wall_s=round(begin.wall(), 3)))
-        loss_acc.zero_()
         it += 1
 
         if stop.agreed(ranks):
@@ -165,21 +171,6 @@ def agreed(losses, ranks):
     total = torch.tensor([losses["train"], losses["val"]], dtype=torch.float64)
     dist.all_reduce(total, group=ranks.host)
     return dict(train=total[0].item() / ranks.world_size, val=total[1].item() / ranks.world_size)
-
-
-def compiled(model, cfg, device):
-    """The model as the loop calls it, compiled where torch.compile works. Under FSDP, dynamo skips
-    FSDP's hooks, so a whole compiled model would fall back to eager around them: each block's
-    forward and the head (final LayerNorm, output layer and loss) are compiled on their own
-    instead, as torchtitan does, the hooks gathering the weights running eagerly between them."""
-    if not (cfg.compile and compile_works(device.name)):
-        return model
-    if cfg.fsdp:
-        for block in model.transformer.h:
-            block.forward = torch.compile(block.forward, mode=cfg.compile_mode)
-        model.head = torch.compile(model.head, mode=cfg.compile_mode)
-        return model
-    return torch.compile(model, mode=cfg.compile_mode)
 
 
 def say_how_it_starts(cfg, device, run, batches, records):
@@ -206,7 +197,8 @@ def evaluate_only(cfg, device, ranks):
     """--eval_only: print the losses of the checkpoint (or GPT-2) the settings name; write nothing."""
     run = build(cfg, device)
     batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, device.name, run.model.config.vocab_size)
-    losses = evaluate(compiled(run.model, cfg, device), batches, cfg.eval_iters, autocast(device))
+    model = compiled(run.model, cfg, cfg.compile and compile_works(device.name))
+    losses = evaluate(model, batches, cfg.eval_iters, autocast(device))
     if ranks.master:
         print(f"step {run.start.iter}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
               "(eval_only: nothing written)")
@@ -255,8 +247,11 @@ def whole_split_scores(cfg, model, batches, ctx, best_iter):
     final, tokens = whole_split_loss(model, batches, "val", ctx)
     best = final
     if best_iter is not None:
-        path = rundir.path(cfg.out_dir, rundir.BEST)
-        state = checkpoint.load(path) if os.path.exists(path) else {}
+        path, state = rundir.path(cfg.out_dir, rundir.BEST), {}
+        try:
+            state = checkpoint.load(path) if os.path.exists(path) else {}
+        except UserError as e:  # the run is done: say so and go on without best.pt's score
+            print(f"no whole-split score for the best model: {e}")
         best = None
         if state.get("iter_num") == best_iter:
             model.load_state_dict(state["model"])

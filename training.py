@@ -100,6 +100,22 @@ def build(cfg, device):
                            tokenizer=tok)
 
 
+def compiled(model, cfg, compiling):
+    """The model as the training loop calls it: compiled (in cfg.compile_mode) when `compiling`, the
+    caller having checked that torch.compile works here. Under FSDP, dynamo skips FSDP's hooks, so
+    a whole compiled model would fall back to eager around them: each block's forward and the head
+    (final LayerNorm, output layer and loss) are compiled on their own instead, as torchtitan does,
+    the hooks gathering the weights running eagerly between them."""
+    if not compiling:
+        return model
+    if cfg.fsdp:
+        for block in model.transformer.h:
+            block.forward = torch.compile(block.forward, mode=cfg.compile_mode)
+        model.head = torch.compile(model.head, mode=cfg.compile_mode)
+        return model
+    return torch.compile(model, mode=cfg.compile_mode)
+
+
 # ------------------------------------------------------------------------------------ a step
 
 

@@ -154,6 +154,10 @@ CASES = [
      lambda t, c: ["train.py", *tiny(c / "summary.json", CHARS)], {}, "summary.json' is a file; give a folder"),
     ("a report over a damaged summary.json", lambda t, c: ["sweep.py", damaged_sweep(t), "--report_only=True"], {},
      "summary.json (Expecting value: line 1 column 14 (char 13)): the run's records are damaged"),
+    ("µP from GPT-2's weights", lambda t, c: ["train.py", *new_out(t), "--init_from=gpt2", "--mup_base_width=64"], {},
+     "mup_base_width=64 trains from µP's initialisation, but init_from='gpt2' starts from GPT-2's weights"),
+    ("bench with fsdp", lambda t, c: ["bench.py", *new_out(t), "--fsdp=True"], {},
+     "fsdp=True shards a model over torchrun's ranks; bench.py times one process"),
     ("report.py run on its own", lambda t, c: ["report.py", "config/sweep_claim_cpu.py"], {},
      "report.py is what sweep.py writes reports with; write or rewrite one with python sweep.py SWEEPFILE "
      "--report_only=True"),

@@ -84,17 +84,18 @@ def test_user_errors_are_one_line(char_dataset, tmp_path):
 
 
 def test_the_timed_step_compiles_in_the_runs_mode(monkeypatch):
-    """The 'CUDA graphs' speed row must time compile_mode='reduce-overhead', not the default mode."""
+    """bench.py and train.py compile through one function, in the mode asked for: the 'CUDA graphs'
+    speed row must time compile_mode='reduce-overhead', not the default mode."""
     from types import SimpleNamespace
 
     import torch
 
-    import bench
+    import training
 
     modes = []
     monkeypatch.setattr(torch, "compile", lambda model, mode="default", **kw: modes.append(mode) or model)
     for mode in ("default", "reduce-overhead", "max-autotune"):
-        bench.compiled(torch.nn.Linear(2, 2), SimpleNamespace(compile=True, compile_mode=mode))
+        training.compiled(torch.nn.Linear(2, 2), SimpleNamespace(fsdp=False, compile_mode=mode), True)
     assert modes == ["default", "reduce-overhead", "max-autotune"]
 
 

@@ -235,3 +235,41 @@ def test_the_lock_names_its_holder_and_is_released_with_it(tmp_path):
                                         "or stop it, or give this run another out_dir")
     child = subprocess.run([sys.executable, "-c", take], cwd=REPO, capture_output=True, text=True)
     assert child.stdout.strip() == "taken"
+
+
+def test_when_rank_0_cannot_write_the_records_every_rank_stops(char_dataset, tmp_path):
+    """Rank 0 alone writes the records; when it cannot (here config.json is a folder), the other
+    ranks learn it and stop too, instead of waiting in the first collective until torchrun kills them."""
+    (tmp_path / "config.json").mkdir()
+    r = run("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
+            *tiny(tmp_path, char_dataset), timeout=300)  # a rank left waiting would run past it
+    assert r.returncode != 0
+    assert "error: cannot write to out_dir=" in r.stderr
+    assert "error: rank 0 could not write the run's records (its error says why)" in r.stderr
+
+
+def test_evaluating_a_checkpoint_past_max_iters_works(finished, char_dataset):
+    r = run("train.py", *tiny(finished, char_dataset, max_iters=4, init_from="resume", eval_only=True))
+    assert r.returncode == 0, r.stderr
+    assert "step 8: train loss" in r.stdout and "(eval_only: nothing written)" in r.stdout
+
+
+def test_a_damaged_best_pt_does_not_stop_the_run_from_finishing(finished, char_dataset, capsys):
+    """best.pt is read only at the very end, for its whole-split score: damaged, the run still
+    finishes, says why that one score is missing, and records none for it."""
+    from contextlib import nullcontext
+
+    import training
+    from configurator import configure
+    from train import whole_split_scores
+
+    import settings
+
+    (finished / rundir.BEST).write_bytes(b"not a checkpoint")
+    cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(finished, char_dataset, init_from="resume")))
+    device = runtime.resolve_device(cfg)
+    model = training.build(cfg, device).model
+    batches = runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", model.config.vocab_size)
+    scores = whole_split_scores(cfg, model, batches, nullcontext(), best_iter=4)
+    assert scores["best_full_val_loss"] is None and scores["final_full_val_loss"] > 0
+    assert "no whole-split score for the best model: checkpoint" in capsys.readouterr().out

@@ -121,7 +121,6 @@ def test_under_fsdp_each_block_and_the_head_compile_on_their_own(char_dataset, t
 
     import runtime
     import settings
-    import train
     import training
     from configurator import configure
 
@@ -135,7 +134,7 @@ def test_under_fsdp_each_block_and_the_head_compile_on_their_own(char_dataset, t
         torch._dynamo.utils.counters.clear()
         for compiled in (False, True):
             run_ = training.build(cfg, device)
-            model = train.compiled(run_.model, cfg, device) if compiled else run_.model
+            model = training.compiled(run_.model, cfg, compiled)
             batches = runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", model.config.vocab_size)
             step = training.Step(model, run_.optimizer, run_.scaler, batches, cfg, ranks, runtime.autocast(device))
             losses.append([step(it)[0].item() for it in range(2)])
