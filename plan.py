@@ -11,7 +11,6 @@ import torch
 
 import runtime
 from errors import UserError
-from evidence import duration
 from model import ACTIVATIONS, GPT, mlp_hidden
 
 # Dense bf16 tensor-core peak from NVIDIA's datasheets (no sparsity), FLOP/s.
@@ -139,6 +138,8 @@ def estimate(cfg, model_cfg, world_size):
 
 def plan(cfg, model_cfg, world_size):
     """Print the plan of a run; return its estimate (SimpleNamespace, sizes in bytes)."""
+    from evidence import duration  # evidence brings scipy, which only the dry run needs, not every training run
+
     e = estimate(cfg, model_cfg, world_size)
     gib = 2**30
     divisors = [w for w in (1, 2, 4, 8, 16, 32, 64, 128) if cfg.gradient_accumulation_steps % w == 0]

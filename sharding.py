@@ -13,7 +13,6 @@ or without FSDP, and sample.py and hf.py read it as they read any other.
 """
 
 import torch
-from torch.distributed.tensor import DTensor
 
 FSDP_DTYPES = ("float32", "bfloat16")  # GradScaler (fp16) does not work on sharded gradients
 
@@ -44,9 +43,9 @@ def sync_gradients(model, fsdp, on):
         model.require_backward_grad_sync = on
 
 
-def local(norm):
-    """A gradient norm as a plain tensor (clip_grad_norm_ returns a replicated DTensor under FSDP)."""
-    return norm.full_tensor() if isinstance(norm, DTensor) else norm
+def local(norm, fsdp):
+    """A gradient norm as a plain tensor (clip_grad_norm_ returns a DTensor under FSDP)."""
+    return norm.full_tensor() if fsdp else norm
 
 
 def names(model, optimizer):

@@ -162,7 +162,7 @@ class Step:
             self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        norm = sharding.local(norm)
+        norm = sharding.local(norm, cfg.fsdp)
         return loss_sum, norm, self.update(norm)
 
     def update(self, norm):

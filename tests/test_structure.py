@@ -27,9 +27,9 @@ def test_run_folder_files_are_named_in_rundir_only(path):
     assert not spelled, f"{path.name} spells run-folder file names itself (use rundir's): {spelled}"
 
 
-def imported(modules):
+def imported(modules, watched=("torch", "matplotlib")):
     code = (f"import sys; import {', '.join(modules)}; "
-            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+            f"print(sorted(m for m in {watched!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     return ast.literal_eval(out.stdout.strip())
 
@@ -37,6 +37,12 @@ def imported(modules):
 def test_what_reads_records_imports_no_torch():
     assert imported(["sweep", "study", "report"]) == ["matplotlib"]
     assert imported(["stats", "evidence", "rundir", "settings"]) == []
+
+
+def test_a_run_starts_without_the_statistics_or_fsdp():
+    """Every train.py and sample.py start would pay seconds for scipy (the reports' statistics) and
+    DTensor (FSDP's), which they need only for a dry run or under FSDP."""
+    assert imported(["train", "sample", "bench"], ("scipy", "torch.distributed.tensor")) == []
 
 
 def test_the_scripts_exist_as_the_readme_names_them():
