@@ -3,11 +3,11 @@
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+import launch
 import pytest
 import torch
 
@@ -37,10 +37,10 @@ def make_text(n_lines=3000, seed=0):
 
 
 def run(*args, env=None, timeout=600, cwd=REPO):
-    """Run a python script of the repo; returns the CompletedProcess (never raises on exit status)."""
+    """Run a python script of the repo (python script.py args, or -m module args) as a process of its
+    own (see launch.py); returns the CompletedProcess (never raises on exit status)."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return launch.run(list(map(str, args)), cwd, full_env, timeout)
 
 
 def tiny(out_dir, dataset, **overrides):
