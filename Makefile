@@ -18,21 +18,25 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
+# One pytest worker per CPU (pytest-xdist), each test module on one worker, so that a module's fixtures
+# (its trained runs) are made once.
+PYTEST_ARGS := -q -n auto --dist loadscope tests
+
 # GPT-2's BPE ranks are cached in .cache/tiktoken (downloaded once; offline, put them there: see README)
 test: setup
-	TIKTOKEN_CACHE_DIR=$${TIKTOKEN_CACHE_DIR:-$(CURDIR)/.cache/tiktoken} $(PY) -m pytest -q tests
+	TIKTOKEN_CACHE_DIR=$${TIKTOKEN_CACHE_DIR:-$(CURDIR)/.cache/tiktoken} $(PY) -m pytest $(PYTEST_ARGS)
 
 # The suite on torch 2.11, the oldest torch supported (what it lacks, such as the fused loss, is skipped,
 # each skip with its reason). Not part of `make test` or CI: PyPI's 2.11 wheel is a CUDA build of several GB.
 VENV_OLD := .venv-torch2.11
 $(VENV_OLD)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV_OLD)
-	$(VENV_OLD)/bin/pip install -q torch==2.11.0 $$(grep -v '^torch' requirements.txt) pytest transformers
+	$(VENV_OLD)/bin/pip install -q torch==2.11.0 $$(grep -v '^torch' requirements.txt) pytest pytest-xdist transformers
 	$(VENV_OLD)/bin/pip install -q --no-deps -e .
 	touch $@
 
 test-torch2.11: $(VENV_OLD)/.installed
-	TIKTOKEN_CACHE_DIR=$${TIKTOKEN_CACHE_DIR:-$(CURDIR)/.cache/tiktoken} $(VENV_OLD)/bin/python -m pytest -q -rs tests
+	TIKTOKEN_CACHE_DIR=$${TIKTOKEN_CACHE_DIR:-$(CURDIR)/.cache/tiktoken} $(VENV_OLD)/bin/python -m pytest -rs $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
