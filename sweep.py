@@ -239,13 +239,14 @@ def launch(sweep, run, host):
     if sweep.torchrun:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={sweep.torchrun}"]
     flags = train_flags(sweep, run)
-    if os.path.exists(rundir.path(run.dir, rundir.CKPT)):
+    resumed = os.path.exists(rundir.path(run.dir, rundir.CKPT))
+    if resumed:
         flags.append("--init_from='resume'")  # else the base config's own init (scratch, gpt2, ...)
     cmd = [*launcher, TRAIN_PY, sweep.base, *flags]
     with open(rundir.path(run.dir, rundir.LOG), "a") as log:
         log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}\n")
         log.flush()
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), resumed
 
 
 def execute(sweep, runs, stop):
@@ -261,28 +262,33 @@ def execute(sweep, runs, stop):
         while (pending or running) and not stop.received:
             while pending and len(running) < sweep.parallel:
                 run = pending.pop(0)
-                running[run.name] = (run, launch(sweep, run, host), time.time())
+                running[run.name] = (run, *launch(sweep, run, host), time.time())
             time.sleep(POLL_S)
-            for name, (run, proc, t0) in list(running.items()):
+            for name, (run, proc, resumed, t0) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 del running[name]
                 done += 1
                 if proc.returncode == 0 and rundir.is_complete(run.dir):
-                    durations.append(time.time() - t0)
+                    took = time.time() - t0
+                    if not resumed:  # the rest of a resumed run says nothing of a whole run's time
+                        durations.append(took)
                     left = len(pending) + len(running)
-                    eta = sum(durations) / len(durations) * left / min(sweep.parallel, max(left, 1))
-                    print(f"[{done}/{len(runs)}] {name} finished in {durations[-1]:.0f} s; "
-                          f"ETA {evidence.duration(eta)}", flush=True)
+                    eta = ""
+                    if durations:
+                        per_run = sum(durations) / len(durations)
+                        eta = f"; ETA {evidence.duration(per_run * left / min(sweep.parallel, max(left, 1)))}"
+                    print(f"[{done}/{len(runs)}] {name} finished in {took:.0f} s"
+                          f"{' (resumed)' if resumed else ''}{eta}", flush=True)
                 else:
                     failed.append(name)
                     print(f"[{done}/{len(runs)}] {name} FAILED (exit {proc.returncode}); "
                           f"log: {rundir.path(run.dir, rundir.LOG)}", flush=True)
     finally:
         # Stopped: each training process checkpoints on SIGTERM, so running the sweep again resumes it.
-        for _, proc, _ in running.values():
+        for _, proc, _, _ in running.values():
             proc.terminate()
-        for _, proc, _ in running.values():
+        for _, proc, _, _ in running.values():
             proc.wait()
     return failed
 

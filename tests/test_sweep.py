@@ -97,6 +97,8 @@ def test_stopped_sweep_resumes_without_redoing_finished_runs(tiny):
     again = run_sweep(tiny.path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "3 already complete; 1 to run" in again.stdout
+    assert "relu-s2 finished in" in again.stdout and "(resumed)" in again.stdout
+    assert "ETA" not in again.stdout  # no estimate from the rest of a resumed run
     with open(os.path.join(tiny.runs_dir, "relu-s2", "train.log")) as f:
         assert "resuming from" in f.read()
     assert summaries(tiny.runs_dir)["relu-s2"]["complete"]
