@@ -92,10 +92,14 @@ def run(args, cwd, env, timeout):
         out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
         process = SERVER.Process(target=child, args=(list(args), str(cwd), dict(env), _path, out, err))
         process.start()
-        process.join(timeout)
-        if process.exitcode is None:
-            process.kill()
-            process.join()
+        try:
+            process.join(timeout)
+            timed_out = process.exitcode is None
+        finally:
+            if process.exitcode is None:  # past its timeout, or the tests were interrupted
+                process.kill()
+                process.join()
+        if timed_out:
             raise subprocess.TimeoutExpired([sys.executable, *args], timeout)
         code = process.exitcode
         process.close()
