@@ -12,6 +12,7 @@ Scripts that start other processes (torchrun's workers, the sweep's runs) start 
 """
 
 import atexit
+import functools
 import json
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ SERVER = multiprocessing.get_context("forkserver")
 SERVER.set_forkserver_preload(["torch", "numpy", "launch"])
 
 
+@functools.cache
 def clean_path():
     """sys.path of a fresh interpreter, without its first entry (the script's folder)."""
     out = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
@@ -80,17 +82,12 @@ def child(args, cwd, env, path, out, err):
     os._exit(code)
 
 
-_path = []
-
-
 def run(args, cwd, env, timeout):
     """subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
     timeout=timeout), forked from the server."""
-    if not _path:
-        _path.extend(clean_path())
     with tempfile.TemporaryDirectory() as tmp:
         out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
-        process = SERVER.Process(target=child, args=(list(args), str(cwd), dict(env), _path, out, err))
+        process = SERVER.Process(target=child, args=(list(args), str(cwd), dict(env), clean_path(), out, err))
         process.start()
         try:
             process.join(timeout)

@@ -1,10 +1,13 @@
 """The tests' launcher (launch.py) against a real interpreter: a script forked from the torch-loaded
 server sees the same argv, __file__, sys.path, working directory and environment, and gives the same
-output (file-descriptor writes included), exit status, atexit and thread behaviour, and signal death."""
+output (file-descriptor writes included), exit status, atexit and thread behaviour, and signal death;
+and a script outlives neither its timeout nor an interrupted test run."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import launch
 import pytest
@@ -68,3 +71,31 @@ def test_a_script_past_its_timeout_is_killed(tmp_path):
     (tmp_path / "slow.py").write_text("import time\ntime.sleep(60)\n")
     with pytest.raises(subprocess.TimeoutExpired):
         launch.run(["slow.py"], tmp_path, dict(os.environ), timeout=1)
+
+
+def gone(pid):
+    """Whether the process has exited (a zombie waiting for its parent counts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_an_interrupted_test_run_kills_its_script(tmp_path):
+    """Ctrl-C while a script runs: the script is killed, as subprocess.run kills its child."""
+    (tmp_path / "slow.py").write_text("import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(120)\n")
+    code = f"import launch, os; launch.run(['slow.py'], {str(tmp_path)!r}, dict(os.environ), 300)"
+    outer = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(launch.__file__),
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text():
+        assert outer.poll() is None and time.time() < deadline, "the script did not start"
+        time.sleep(0.05)
+    pid = int((tmp_path / "pid").read_text())
+    outer.send_signal(signal.SIGINT)
+    _, err = outer.communicate(timeout=60)
+    assert "KeyboardInterrupt" in err
+    while not gone(pid):
+        assert time.time() < deadline + 60, f"the script {pid} outlived the interrupted run"
+        time.sleep(0.05)
