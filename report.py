@@ -134,12 +134,16 @@ def cell_section(title, rs, sweep):
             lines += ["", f"### Learning rate {lr:g} (seeds {seeds_text(sweep.seeds)})", "",
                       comparison_table(by_activation([r for r in selection if r.run.axes[TUNED] == lr], sweep),
                                        sweep.reference)]
-        groups = {a: c.runs for a, c in chosen.items()}
-        curves = {f"{a}, lr {c.rate:g}": c.runs for a, c in chosen.items()}
+        judged = {a: c for a, c in chosen.items() if c.runs}  # a sweep in progress may have none judged yet
+        groups = {a: c.runs for a, c in judged.items()}
+        curves = {f"{a}, lr {c.rate:g}": c.runs for a, c in judged.items()}
         fits = rate_fits(chosen, sweep.seeds)
         choices = (chosen, fits)
+        unjudged = [f"`{a}` ({c.rate:g})" for a, c in chosen.items() if not c.runs]
         lines += ["", "### Each activation at its chosen learning rate", "", choice_note(sweep, chosen), "",
-                  comparison_table(groups, sweep.reference, {a: c.rate for a, c in chosen.items()}),
+                  comparison_table(groups, sweep.reference, {a: c.rate for a, c in judged.items()}),
+                  *(["", f"No judging run is complete yet at the chosen rate of {', '.join(unjudged)}."]
+                    if unjudged else []),
                   "", "### The score against the learning rate", "",
                   "Where the chosen rate has a grid point on both sides, a parabola in log(rate) through the mean "
                   "scores at those three rates locates the optimum between grid points (a check that the grid "

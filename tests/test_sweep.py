@@ -286,6 +286,19 @@ def test_heldout_seeds_run_at_each_activations_chosen_rate_only(two_stage):
     assert "GELU vs ReLU: **no verdict**: the chosen rate of `gelu`" in text  # a two-rate grid is all edges
 
 
+def test_a_sweep_in_progress_reports_its_selection_before_any_judge(two_stage, tmp_path):
+    """Selection complete, no held-out run yet (a sweep stopped between its stages): the report
+    shows the choice, names the judging runs still missing and gives no verdict."""
+    runs = os.path.join(str(two_stage.tmp), "results", "two", "runs")
+    shutil.copytree(runs, tmp_path / "two" / "runs", ignore=lambda d, names: [n for n in names if n.endswith("-s2")])
+    out = run_sweep(two_stage.path, "--report_only=True", f"--out_dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "two" / "report.md").read_text()
+    assert "runs: 4 of 6 complete; not complete: " in text
+    assert re.search(r"No judging run is complete yet at the chosen rate of `gelu` \(\S+\), `relu` \(\S+\)\.", text)
+    assert "### Verdicts" not in text and "GELU vs ReLU" not in out.stdout
+
+
 def test_the_study_tables_what_the_sweeps_recorded(two_stage, tiny, tmp_path):
     """study.py over a two-stage sweep (a size) and the gelu/relu sweep (a length), from their records."""
     import study
@@ -381,14 +394,21 @@ def test_committed_reports_regenerate_from_their_records(committed, tmp_path):
         assert got == want, f"{name}/{file} differs from its regeneration"
 
 
-def test_the_committed_study_regenerates(tmp_path):
-    with open(os.path.join(ROOT, "results", "study_cpu", "study.md")) as f:
+STUDIES = sorted(glob.glob(os.path.join(ROOT, "results", "*", "study.md")))
+
+
+@pytest.mark.parametrize("committed", STUDIES, ids=lambda p: os.path.basename(os.path.dirname(p)))
+def test_committed_studies_regenerate_from_the_sweeps_records(committed, tmp_path):
+    with open(committed) as f:
         want = f.read()
-    r = subprocess.run([sys.executable, "study.py", "config/study_cpu.py", f"--out_dir={tmp_path}"], cwd=ROOT,
-                       capture_output=True, text=True)
+    command = shlex.split(re.search(r"from the sweeps' run records: `(.+?)`", want)[1])
+    assert command[:2] == ["python", "study.py"]
+    r = subprocess.run([sys.executable, *command[1:], f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
-    got = (tmp_path / "study_cpu" / "study.md").read_text().replace(f" --out_dir={tmp_path}", "")
-    assert got == want
+    name = os.path.basename(os.path.dirname(committed))
+    got = (tmp_path / name / "study.md").read_text().replace(f" --out_dir={tmp_path}", "")
+    assert got == want, f"{name}/study.md differs from its regeneration"
 
 
 def test_the_study_tables_each_widths_best_rate_under_each_parametrization(tmp_path, char_dataset):
