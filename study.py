@@ -63,8 +63,8 @@ def size_section(study, sizes):
     rows = []
     for s, records, best in sizes:
         ref = best[s.reference].runs
-        cells = [f"{c.rate:g}: {stats.mean_std([r.best for r in c.runs])[0]:.4f} ({seeds(len(c.runs))})"
-                 for c in best.values()]
+        cells = [f"{c.rate:g}: " + (f"{stats.mean_std([r.best for r in c.runs])[0]:.4f} ({seeds(len(c.runs))})"
+                                    if c.runs else "no judging run complete yet") for c in best.values()]
         rows.append([s.name, f"{records[0].summary['n_params']:,}", *cells,
                      *(fmt(difference(best[a].runs, ref)) for a in study.compare)])
     return evidence.markdown_table(header, rows)

@@ -297,6 +297,15 @@ def test_a_sweep_in_progress_reports_its_selection_before_any_judge(two_stage, t
     assert "runs: 4 of 6 complete; not complete: " in text
     assert re.search(r"No judging run is complete yet at the chosen rate of `gelu` \(\S+\), `relu` \(\S+\)\.", text)
     assert "### Verdicts" not in text and "GELU vs ReLU" not in out.stdout
+    import study  # and a study of it tables the chosen rates, with no score where none is judged yet
+
+    sweep_file = tmp_path / "two.py"
+    sweep_file.write_text(re.sub(r"(?m)^out_dir = .*$", f"out_dir = {str(tmp_path)!r}", open(two_stage.path).read()))
+    (tmp_path / "st.py").write_text(f"name = 'st'\nsizes = [{str(sweep_file)!r}]\ncompare = ['relu']\n"
+                                    f"out_dir = {str(tmp_path)!r}\n")
+    with redirect_stdout(io.StringIO()):
+        assert study.main([str(tmp_path / "st.py")]) == 0
+    assert len(re.findall(r": no judging run complete yet", (tmp_path / "st" / "study.md").read_text())) == 2
 
 
 def test_the_study_tables_what_the_sweeps_recorded(two_stage, tiny, tmp_path):
