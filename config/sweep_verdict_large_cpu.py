@@ -7,8 +7,8 @@
 # The margin of equivalence, fixed here before any run: 0.01 nats per character.
 # python sweep.py config/sweep_verdict_large_cpu.py
 #
-# Cost on a 2-core AMD EPYC, 2 runs at a time: 350-510 ms per iteration each, 800-1,000 s per run,
-# 5 to 6 hours for the 42 runs.
+# Cost measured on a 2-core AMD EPYC, 2 runs at a time: 695-956 s per run, 9.7 hours of run time for
+# the 42 runs, so about 4.9 hours from start to end.
 name = "verdict_large_cpu"
 base = "config/train_shakespeare_char_cpu.py"
 activations = ["gelu", "relu", "none"]
