@@ -41,11 +41,11 @@ def plot(panels, path):
                 ax.fill_between(x, lo, hi, color=f"C{i % 10}", alpha=0.2)
             late = [k for k, it in enumerate(iters) if it >= ZOOM * iters[-1]]
             shown += [lo[k] for k in late] + [hi[k] for k in late]
+        margin = (0.05 * (max(shown) - min(shown)) or 0.01) if shown else None
         for ax, xlabel in zip(row, ("iteration", "wall time (s)")):
             ax.set(xlabel=xlabel, ylabel="val loss", title=f"{title}: mean over seeds, band min–max")
             ax.grid(alpha=0.3)
             if shown:  # (a sweep in progress may have no judged run to draw yet)
-                margin = 0.05 * (max(shown) - min(shown)) or 0.01
                 ax.set_ylim(min(shown) - margin, max(shown) + margin)
         if curves:
             row[0].legend()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib
@@ -300,7 +301,8 @@ def test_a_sweep_in_progress_reports_its_selection_before_any_judge(two_stage, t
     import study  # and a study of it tables the chosen rates, with no score where none is judged yet
 
     sweep_file = tmp_path / "two.py"
-    sweep_file.write_text(re.sub(r"(?m)^out_dir = .*$", f"out_dir = {str(tmp_path)!r}", open(two_stage.path).read()))
+    sweep_file.write_text(re.sub(r"(?m)^out_dir = .*$", f"out_dir = {str(tmp_path)!r}",
+                                 Path(two_stage.path).read_text()))
     (tmp_path / "st.py").write_text(f"name = 'st'\nsizes = [{str(sweep_file)!r}]\ncompare = ['relu']\n"
                                     f"out_dir = {str(tmp_path)!r}\n")
     with redirect_stdout(io.StringIO()):
@@ -378,6 +380,15 @@ def test_differences_are_paired_by_seed_not_by_position():
     assert "paired t-test over 3 seeds" in evidence.verdict("gelu", "relu", {"gelu": gelu, "relu": relu}, 0.0)
 
 
+def regenerate(text, lead, script, out_dir):
+    """Run the regenerate command a committed report or study names after `lead`, writing into out_dir."""
+    command = shlex.split(re.search(lead + r": `(.+?)`", text)[1])
+    assert command[:2] == ["python", script]
+    r = subprocess.run([sys.executable, *command[1:], f"--out_dir={out_dir}"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+
+
 COMMITTED = sorted(glob.glob(os.path.join(ROOT, "results", "*", "report.md")))
 
 
@@ -388,13 +399,9 @@ def test_committed_reports_regenerate_from_their_records(committed, tmp_path):
     folder = os.path.dirname(committed)
     with open(committed) as f:
         text = f.read()
-    command = shlex.split(re.search(r"from the run records: `(.+?)`", text)[1])
-    assert command[:2] == ["python", "sweep.py"]
     name = os.path.basename(folder)
     shutil.copytree(os.path.join(folder, "runs"), tmp_path / name / "runs")
-    r = subprocess.run([sys.executable, *command[1:], f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stderr
+    regenerate(text, "from the run records", "sweep.py", tmp_path)
     for file in ("report.md", "runs.csv"):
         with open(os.path.join(folder, file)) as f, open(tmp_path / name / file) as g:
             want, got = f.read(), g.read()
@@ -410,11 +417,7 @@ STUDIES = sorted(glob.glob(os.path.join(ROOT, "results", "*", "study.md")))
 def test_committed_studies_regenerate_from_the_sweeps_records(committed, tmp_path):
     with open(committed) as f:
         want = f.read()
-    command = shlex.split(re.search(r"from the sweeps' run records: `(.+?)`", want)[1])
-    assert command[:2] == ["python", "study.py"]
-    r = subprocess.run([sys.executable, *command[1:], f"--out_dir={tmp_path}"], cwd=ROOT, capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stderr
+    regenerate(want, "from the sweeps' run records", "study.py", tmp_path)
     name = os.path.basename(os.path.dirname(committed))
     got = (tmp_path / name / "study.md").read_text().replace(f" --out_dir={tmp_path}", "")
     assert got == want, f"{name}/study.md differs from its regeneration"
