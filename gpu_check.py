@@ -66,7 +66,8 @@ ITERS, STOP_AT = 200, 100  # the train and resume runs; SIGTERM once STOP_AT is 
 RESUME_TOLERANCE = 0.02  # largest loss difference after a GPU resume that non-determinism explains (see check)
 DDP_RTOL = 1e-4  # float32, highest matmul precision: only the order of additions differs
 TINY = dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=8, dropout=0.0, threads=1)
-STEP_GOAL, SAMPLE_GOAL = 1.3, 5.0  # our training step against nanoGPT's compiled one; KV cache against none
+STEP_GOAL = 1.3  # our training step against nanoGPT's compiled one
+SAMPLE_GOALS = {CHAR: 5.0, "config/gpt2_124m_gelu.py": 4.0}  # tokens/s with the KV cache against none
 
 
 def flags(**keys):
@@ -329,9 +330,12 @@ class Checks:
         if got is None:
             return False, f"bench.py --mode=sample exited {code}"
         same = "yes" if got["identical"] else "NO"
-        return got["identical"], (f"compiled={got['compiled']}: identical tokens {same}; "
-                                  f"{got['tokens_per_s']['KV cache']:,.0f} tokens/s, {got['speedup_no_cache']:.2f}x "
-                                  "no cache")
+        # the row exists to show the fast path: slower than what it replaces is a failure (a rehearsal
+        # on tiny models times nothing)
+        faster = self.cfg.smoke or got["speedup_no_cache"] > 1
+        return got["identical"] and faster, (
+            f"compiled={got['compiled']}: identical tokens {same}; {got['tokens_per_s']['KV cache']:,.0f} tokens/s, "
+            f"{got['speedup_no_cache']:.2f}x no cache (must be above 1x)")
 
     def fused_loss_graphs(self):
         code, got = self.json_of("bench.py", "fused_graphs", *self.train_args("fused_graphs", fused_loss=True),
@@ -381,9 +385,10 @@ class Checks:
                                  "--new_tokens=200", "--repeats=3", "--warmup=1")
         if got is None:
             return False, f"bench.py --mode=sample exited {code}"
-        ok = got["identical"] and (self.cfg.smoke or got["speedup_no_cache"] >= SAMPLE_GOAL)
+        goal = SAMPLE_GOALS[config]
+        ok = got["identical"] and (self.cfg.smoke or got["speedup_no_cache"] >= goal)
         return ok, (f"{got['tokens_per_s']['KV cache']:,.1f} tokens/s with the cache: {got['speedup_no_cache']:.2f}x "
-                    f"no cache (goal {SAMPLE_GOAL}x), {got['speedup_nanogpt']:.2f}x nanoGPT's generate; identical "
+                    f"no cache (goal {goal}x), {got['speedup_nanogpt']:.2f}x nanoGPT's generate; identical "
                     f"tokens: {'yes' if got['identical'] else 'NO'}")
 
     def prepare(self, dataset):

@@ -98,16 +98,24 @@ class KVCache:
     (k[:, :, pos] = new: compiled, a write of the new entries alone). Attention reads the whole
     buffer, the positions not yet written masked out, so a decode step always has the same shapes
     and buffers: compiled, it can replay as one CUDA graph (a static cache, as in gpt-fast). The
-    next position is a tensor on the device, advanced there, so decoding never waits on the host."""
+    decode step's inputs are buffers too, written in place: the token (a view of the growing
+    sequence has a new stride at every token, and under CUDA graphs each new stride is a new graph
+    recorded, which made the cache 3x slower than none) and its position, advanced on the device so
+    that decoding never waits on the host."""
 
     def __init__(self, config, batch_size, dtype, device):
-        self.block_size, self.filled = config.block_size, 0  # positions written (the host's count)
+        self.block_size, self.key = config.block_size, self.key_of(config, batch_size, dtype, device)
         shape = (batch_size, config.n_head, config.block_size, config.n_embd // config.n_head)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layer)]
-        self.next = torch.zeros(1, dtype=torch.long, device=device)  # the position the next token takes
-        for buffer in (*self.k, *self.v, self.next):  # a CUDA graph reads them: their address must not change
+        self.token = torch.zeros(batch_size, 1, dtype=torch.long, device=device)  # the token to decode next
+        self.next = torch.zeros(1, dtype=torch.long, device=device)  # the position it takes
+        for buffer in (*self.k, *self.v, self.token, self.next):  # a CUDA graph reads them at fixed addresses
             torch._dynamo.mark_static_address(buffer)
+
+    @staticmethod
+    def key_of(config, batch_size, dtype, device):
+        return batch_size, config.block_size, dtype, torch.device(device)
 
     def update(self, layer, k, v, pos):
         self.k[layer][:, :, pos] = k
@@ -210,6 +218,7 @@ class GPT(nn.Module):
         # Training loss from the final hidden states in chunks (torch's linear_cross_entropy), never
         # holding all of the (tokens x vocab) logits at once (training.build sets it).
         self.fused_loss = False
+        self.kv_cache = None  # generate's, kept between calls (new_cache)
         # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2 n_layer),
         # since each layer adds two of them (attention and MLP) to the stream.
         for name, p in self.named_parameters():
@@ -321,9 +330,15 @@ class GPT(nn.Module):
         return self.flops_per_token() * tokens_per_s / (peak_flops * devices)
 
     def new_cache(self, batch_size, device):
+        """A KV cache for generate. The model keeps the last one and hands it out again while the
+        batch size, context, dtype and device stay (what an earlier generation left in it is masked
+        out, since positions not yet written are): compiled, the decode step then reads the same
+        buffers in every generation and after every window slide, and its CUDA graph is recorded once."""
         autocast = torch.is_autocast_enabled(device.type)
         dtype = torch.get_autocast_dtype(device.type) if autocast else self.lm_head.weight.dtype
-        return KVCache(self.config, batch_size, dtype, device)
+        if self.kv_cache is None or self.kv_cache.key != KVCache.key_of(self.config, batch_size, dtype, device):
+            self.kv_cache = KVCache(self.config, batch_size, dtype, device)
+        return self.kv_cache
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_cache=True):
@@ -348,18 +363,24 @@ class GPT(nn.Module):
             if not use_cache:
                 logits, _ = self(idx[:, start:])
             elif cache is None:  # the context at once, then one token at a time
-                cache, context = self.new_cache(idx.size(0), idx.device), idx[:, start:]
-                logits, _ = self(context, cache=cache, pos=torch.arange(context.size(1), device=idx.device))
-                cache.filled = context.size(1)
-                cache.next.fill_(cache.filled)
+                # A copy of its own (strides that follow its length) with a length marked dynamic: the
+                # prefill is compiled once for any length that a slide leaves.
+                context = idx[:, start:].clone(memory_format=torch.contiguous_format)
+                pos = torch.arange(context.size(1), device=idx.device)
+                torch._dynamo.maybe_mark_dynamic(context, 1)
+                torch._dynamo.maybe_mark_dynamic(pos, 0)
+                cache = self.new_cache(idx.size(0), idx.device)
+                logits, _ = self(context, cache=cache, pos=pos)
+                cache.next.fill_(context.size(1))
             else:
-                logits, _ = self(idx[:, -1:], cache=cache, pos=cache.next)
+                logits, _ = self(cache.token, cache=cache, pos=cache.next)
                 cache.next += 1  # on the device: the next step need not wait for the host
-                cache.filled += 1
             logits = logits[:, -1, :] / temperature
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < v[:, [-1]]] = -float("inf")
             idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            if cache is not None:
+                cache.token.copy_(idx_next)
             idx = torch.cat((idx, idx_next), dim=1)
         return idx

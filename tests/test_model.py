@@ -3,6 +3,7 @@ parameter matching of gated MLPs, generation with and without the KV cache (the 
 place when compiled, positions kept on the device, the sampling distribution as defined), the fused
 loss (also compiled in one graph), and µP (its init, rates and multipliers)."""
 
+import copy
 import math
 
 import pytest
@@ -361,3 +362,55 @@ def test_mup_rates_follow_the_schedule_times_their_scale(char_dataset, tmp_path)
         step(it)
         lr = training.get_lr(it, cfg)
         assert [g["lr"] for g in run.optimizer.param_groups] == [lr, lr, lr / 4]
+
+
+def decode_inputs(model, idx, new):
+    """What model.forward is handed at each decode step of generate with the cache: (token's data
+    pointer, shape, stride, position's data pointer)."""
+    seen = []
+
+    def record(module, args, kwargs):
+        if kwargs.get("cache") is not None and args[0].size(1) == 1:
+            tok, pos = args[0], kwargs["pos"]
+            seen.append((tok.data_ptr(), tuple(tok.shape), tok.stride(), pos.data_ptr()))
+
+    handle = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        model.generate(idx, new)
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_the_decode_step_reads_fixed_buffers():
+    """Under CUDA graphs, each new stride or address of an input is a new graph to record: a decode
+    step handed a view of the growing sequence (its stride grows by one per token) recorded a graph
+    for every generated token, and ran 3x slower than no cache on an H200. Every decode step must
+    read the same token and position buffers, of one shape and stride."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).eval()
+    idx = torch.randint(0, 50, (2, 3))
+    seen = decode_inputs(model, idx, 12)  # within the window (block 16)
+    assert len(seen) == 11 and len(set(seen)) == 1
+    # and so in the next generation, across window slides (the cache is the model's, kept)
+    more = decode_inputs(model, idx, 40)
+    assert len(more) > 30 and set(more) == set(seen)
+
+
+def test_the_compiled_decode_step_is_compiled_once():
+    """torch.compile on the CPU over 60 decoded tokens, window slides included: one graph for the
+    prefill and one for the decode step, however many tokens (dynamo compiles a new graph for an
+    input whose stride changes, until it gives up and makes the stride dynamic)."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**{**SMALL, "block_size": 48})).eval()
+    eager, counter = copy.deepcopy(model), CompileCounter()
+    model.compile(backend=counter)
+    prompt = torch.randint(0, 50, (1, 5))
+    torch.manual_seed(1)
+    compiled = model.generate(prompt, 60)
+    assert counter.frame_count <= 2, f"{counter.frame_count} graphs compiled for 60 tokens"
+    torch.manual_seed(1)
+    assert torch.equal(compiled, eager.generate(prompt, 60, use_cache=False))
