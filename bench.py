@@ -6,10 +6,13 @@ Training step:      python bench.py config/train_shakespeare_char_cpu.py
 Sampling:           python bench.py config/train_shakespeare_char_cpu.py --mode=sample --new_tokens=500
 Every activation:   python bench.py config/train_shakespeare_char_cpu.py --mode=activations
 Where time goes:    python bench.py config/train_shakespeare_char_cpu.py --mode=profile
-Compiled graphs:    python bench.py config/train_shakespeare_char_cpu.py --mode=graphs --fused_loss=True
+Compiled graphs:    python bench.py config/train_shakespeare_char_cpu.py --mode=graphs --fused_loss=torch
 
 Any train.py key works as it does there (--activation=relu, --batch_size=32, --compile=True,
---device=cuda, --dtype=bfloat16, --threads=1). Each figure is the median of `repeats` measurements
+--device=cuda, --dtype=bfloat16, --threads=1), the speed levers among them: --fused_loss (liger,
+torch, off), --sdpa_backend (cudnn, flash, ...), --compile_mode, and a larger micro-batch for the
+same tokens (--batch_size with --gradient_accumulation_steps; the dry run prints the largest that
+fits), against nanoGPT's micro-batch with --reference_batch_size=12. Each figure is the median of `repeats` measurements
 of `iters` steps, after `warmup` untimed steps (which pay for compilation, allocator growth and cold
 caches), with min and max beside it: on a shared machine the spread shows how much to trust it.
 When several things are compared, they take turns within each round of measurements, so a load
@@ -40,8 +43,8 @@ import training
 from configurator import configure
 from errors import UserError, run_main
 from model import ACTIVATIONS, MLP, GPTConfig
-from runtime import (Batches, autocast, check_cuda_graphs, compile_for_sampling, compile_works, dataset_dir,
-                     describe_device, resolve_device, tokens_per_iter)
+from runtime import (Batches, attention_kernels, attention_order, autocast, check_cuda_graphs, compile_for_sampling,
+                     compile_works, dataset_dir, describe_device, resolve_device, tokens_per_iter)
 
 DEFAULTS = dict(
     settings.DEFAULTS,
@@ -51,6 +54,7 @@ DEFAULTS = dict(
     iters=20,  # steps per measurement
     repeats=5,  # measurements; their median is reported
     reference=False,  # train mode: also time a nanoGPT-style eager step on the same config
+    reference_batch_size=0,  # the nanoGPT-style step's micro-batch (same tokens per iteration); 0: ours
     prompt_len=16,  # sample mode: random prompt tokens
     new_tokens=500,  # sample mode: tokens generated per measurement
     json="",  # also write what was measured to this file as JSON (gpu_check.py reads it)
@@ -76,6 +80,10 @@ def validate(cfg):
         raise UserError("fsdp=True shards a model over torchrun's ranks; bench.py times one process: leave fsdp off")
     if cfg.reference and cfg.mode != "train":
         raise UserError(f"reference=True compares training steps; it needs mode='train', not {cfg.mode!r}")
+    tokens = cfg.batch_size * cfg.gradient_accumulation_steps
+    if cfg.reference_batch_size < 0 or cfg.reference_batch_size and tokens % cfg.reference_batch_size:
+        raise UserError(f"reference_batch_size={cfg.reference_batch_size} must divide the {tokens} sequences of an "
+                        "iteration (batch_size x gradient_accumulation_steps), or be 0 (ours)")
 
 
 # ----------------------------------------------------------------------------- timing
@@ -215,7 +223,12 @@ def reference_step(cfg, dev, like):
     is compiled on CUDA (as nanoGPT's train.py and bench.py do by default) and eager elsewhere (as
     nanoGPT's README runs it on CPUs, --compile=False).
     """
+    if cfg.reference_batch_size:  # nanoGPT's own micro-batch, for the same tokens per iteration
+        sequences = cfg.batch_size * cfg.gradient_accumulation_steps
+        cfg = SimpleNamespace(**{**vars(cfg), "batch_size": cfg.reference_batch_size,
+                                 "gradient_accumulation_steps": sequences // cfg.reference_batch_size})
     model = copy.deepcopy(like).train()  # deepcopy keeps lm_head and wte tied
+    model.fused_loss = None
     forward = torch.compile(model) if dev.type == "cuda" else model
     optimizer = nanogpt_optimizer(model, cfg, dev.type)
     scaler = torch.amp.GradScaler(dev.type, enabled=dev.dtype == "float16")
@@ -277,7 +290,9 @@ def bench_train(cfg, dev):
           f"tokens per iteration: {tokens:,}; FLOPs per token: {raw.flops_per_token():.4g}")
     print(f"measured peak: {peak / 1e9:,.1f} GFLOP/s ({dev.dtype} matmul {n}x{n}, {1000 * seconds:.0f} ms)"
           + (f"; datasheet peak (bf16): {datasheet / 1e12:,.0f} TFLOP/s" if datasheet else ""))
-    out = dict(fused_loss=raw.fused_loss, compile_mode=cfg.compile_mode if dev.compile else None,
+    order = attention_order(cfg.sdpa_backend, dev)
+    out = dict(fused_loss=raw.fused_loss, attention_first=order[0].name if order else None,
+               compile_mode=cfg.compile_mode if dev.compile else None,
                floor_ms=1000 * floor, measured_peak_flops=peak, datasheet_peak_flops=datasheet)
     for name, r in results.items():
         tokens_per_s = tokens / statistics.median(r.times)
@@ -477,7 +492,13 @@ def main(argv):
         print(f"protocol: {cfg.warmup} warm-up iterations, then {cfg.repeats} rounds of {cfg.iters} iterations")
     modes = {"train": bench_train, "sample": bench_sample, "activations": bench_activations, "profile": bench_profile,
              "graphs": bench_graphs}
-    measured = modes[cfg.mode](cfg, dev)
+    order = attention_order(cfg.sdpa_backend, dev)
+    loss = training.fused_loss_kernel(cfg.fused_loss, dev.type, say=lambda _: None) or "plain"
+    print(f"levers: fused_loss={cfg.fused_loss!r} -> {loss}; "
+          f"sdpa_backend={cfg.sdpa_backend!r} -> {order[0].name + ' first' if order else 'torch order'}; "
+          f"compile_mode={cfg.compile_mode!r}; batch {cfg.batch_size} x {cfg.gradient_accumulation_steps} micro-steps")
+    with attention_kernels(cfg.sdpa_backend, dev):
+        measured = modes[cfg.mode](cfg, dev)
     print(f"load average at the end: {load_average()}")
     if cfg.json:
         files.write_json(cfg.json, dict(mode=cfg.mode, device=dev.name, dtype=dev.dtype, torch=torch.__version__,

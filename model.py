@@ -92,6 +92,26 @@ class GPTConfig:
         return self.n_embd / self.mup_base_width if self.mup_base_width else 1.0
 
 
+def liger_cross_entropy(x, weight, targets):
+    # Liger Kernel's Triton kernel (CUDA only; requirements-gpu.txt): imported when first used
+    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+    return liger_fused_linear_cross_entropy(x, weight, targets, ignore_index=-1)
+
+
+def torch_cross_entropy(x, weight, targets):
+    # Compiled, the graph needs allow_retain_graph=True: torch would switch it on itself, warning, and
+    # the warning breaks the graph. Eager, False saves one gradient-sized buffer.
+    options = nn.LinearCrossEntropyOptions(allow_retain_graph=torch.compiler.is_compiling())
+    return F.linear_cross_entropy(x, weight, targets, ignore_index=-1, options=options)
+
+
+# Fused linear cross-entropy: the mean loss of (x @ weight.T) against targets (-1 ignored), computed
+# in chunks of rows so that the (tokens x vocab) logits never exist at once. training.fused_loss_kernel
+# chooses one.
+FUSED_LOSSES = {"liger": liger_cross_entropy, "torch": torch_cross_entropy}
+
+
 class KVCache:
     """Keys and values, one preallocated buffer per layer of block_size positions (in the dtype
     attention runs in, which autocast may make bf16), written in place at each step's positions
@@ -215,9 +235,9 @@ class GPT(nn.Module):
         # Recompute each block's activations in backward instead of keeping them (training.build sets it):
         # memory for one block's activations instead of all, for about a third more compute.
         self.activation_checkpointing = False
-        # Training loss from the final hidden states in chunks (torch's linear_cross_entropy), never
-        # holding all of the (tokens x vocab) logits at once (training.build sets it).
-        self.fused_loss = False
+        # Training loss from the final hidden states in chunks, never holding all of the (tokens x vocab)
+        # logits at once: a name in FUSED_LOSSES, or None for the plain loss (training.build sets it).
+        self.fused_loss = None
         self.kv_cache = None  # generate's, kept between calls (new_cache)
         # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2 n_layer),
         # since each layer adds two of them (attention and MLP) to the stream.
@@ -284,14 +304,10 @@ class GPT(nn.Module):
     def chunked_loss(self, x, targets):
         """Cross-entropy of lm_head(x) against targets without the logits (the same value)."""
         weight = self.lm_head.weight
-        if torch.is_autocast_enabled(x.device.type):  # autocast does not cast inside this op: as for lm_head
+        if torch.is_autocast_enabled(x.device.type):  # autocast does not cast inside these ops: as for lm_head
             dtype = torch.get_autocast_dtype(x.device.type)
             x, weight = x.to(dtype), weight.to(dtype)
-        # A compiled graph needs allow_retain_graph=True: torch would switch it on itself, warning, and the
-        # warning breaks the graph. Eager, False saves one gradient-sized buffer.
-        options = nn.LinearCrossEntropyOptions(allow_retain_graph=torch.compiler.is_compiling())
-        loss = F.linear_cross_entropy(x, weight, targets, ignore_index=-1, options=options)
-        return loss.float()  # as autocast gives cross_entropy's
+        return FUSED_LOSSES[self.fused_loss](x, weight, targets).float()  # as autocast gives cross_entropy's
 
     def crop_block_size(self, block_size):
         """Shrink the context, e.g. to fine-tune GPT-2 (1024) with a smaller block."""

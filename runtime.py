@@ -76,6 +76,34 @@ def autocast(device):
     return torch.autocast(device.type, dtype=getattr(torch, device.dtype))
 
 
+def attention_order(setting, device):
+    """The order in which SDPA tries its attention kernels on a resolved device: the named one
+    first; 'auto' puts cuDNN's first on Hopper and later GPUs (compute capability 9+), where it is
+    the fastest torch has; None keeps torch's own order (off CUDA, 'torch', or an older GPU)."""
+    from torch.nn.attention import SDPBackend
+
+    if device.type != "cuda" or setting == "torch":
+        return None
+    if setting == "auto":
+        if torch.cuda.get_device_capability(device.name)[0] < 9:
+            return None
+        setting = "cudnn"
+    first = getattr(SDPBackend, {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION",
+                                 "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}[setting])
+    order = [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    return [first] + [b for b in order if b != first]
+
+
+def attention_kernels(setting, device):
+    """A context in which SDPA tries its kernels in attention_order (every kernel stays allowed, so
+    a shape the first cannot take runs on the next). Entered before compiling: the compiled graph
+    keeps the kernel chosen when it was traced."""
+    from torch.nn.attention import sdpa_kernel
+
+    order = attention_order(setting, device)
+    return nullcontext() if order is None else sdpa_kernel(order, set_priority=True)
+
+
 def compile_works(device):
     """torch.compile only fails when a compiled function first runs (no C++ compiler, no Triton,
     an unsupported platform), so try a tiny one before trusting it with the model."""

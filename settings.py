@@ -52,7 +52,8 @@ DEFAULTS = dict(
     dtype="auto",  # 'float32', 'bfloat16', 'float16', or auto (bf16 where supported)
     compile=True,  # torch.compile the model (falls back to eager where it cannot)
     compile_mode="default",  # torch.compile's mode: 'default', 'reduce-overhead' (CUDA graphs), 'max-autotune'
-    fused_loss=False,  # the loss from the last hidden states in chunks, never all logits at once (torch >= 2.13)
+    fused_loss="auto",  # loss in chunks, no full logits: 'liger' (CUDA), 'torch' (>=2.13), 'off'; auto: liger if there
+    sdpa_backend="auto",  # SDPA kernel first: cudnn, flash, efficient, math, torch (its order); auto: cudnn on Hopper+
     matmul_precision="high",  # torch.set_float32_matmul_precision: 'high' allows TF32 on CUDA; exact fp32 on CPU
     backend="auto",  # DDP: 'nccl' on CUDA, 'gloo' on CPU
     threads=0,  # CPU threads per process; 0 keeps torch's default
@@ -89,7 +90,9 @@ def validate(cfg):
         raise UserError(f"unknown activation {cfg.activation!r}; valid: {', '.join(ACTIVATIONS)}")
     check_init_from(cfg.init_from, INITS)
     choices = {"backend": ("auto", "nccl", "gloo"), "nonfinite": ("stop", "skip"),
-               "checkpoint": (rundir.CKPT, rundir.BEST), "compile_mode": ("default", "reduce-overhead", "max-autotune")}
+               "checkpoint": (rundir.CKPT, rundir.BEST), "compile_mode": ("default", "reduce-overhead", "max-autotune"),
+               "fused_loss": ("auto", "liger", "torch", "off"),
+               "sdpa_backend": ("auto", "torch", "cudnn", "flash", "efficient", "math")}
     for key, valid in choices.items():
         if getattr(cfg, key) not in valid:
             raise UserError(f"{key}={getattr(cfg, key)!r} is not valid; choose one of {', '.join(valid)}")

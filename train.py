@@ -36,8 +36,8 @@ import sharding
 from configurator import configure
 from errors import UserError, exit_status, run_main
 from model import GPT
-from runtime import (Batches, StopRequest, all_ranks, autocast, compile_works, peak_memory_gib, resolve_device,
-                     setup_distributed, tokens_per_iter)
+from runtime import (Batches, StopRequest, all_ranks, attention_kernels, attention_order, autocast, compile_works,
+                     peak_memory_gib, resolve_device, setup_distributed, tokens_per_iter)
 from settings import DEFAULTS, validate
 from training import NonFinite, Step, build, compiled, evaluate, get_lr, planned_config, whole_split_loss
 
@@ -80,6 +80,7 @@ def start(cfg, device, ranks):
                 refused = e
         if not all_ranks(ranks, refused is None):
             raise refused or UserError(f"rank 0 could not take out_dir={cfg.out_dir!r} (its error says why)")
+        held.enter_context(attention_kernels(cfg.sdpa_backend, device))
         return train(cfg, device, ranks)
 
 
@@ -96,8 +97,10 @@ def train(cfg, device, ranks):
         model = DDP(model, device_ids=[device.name] if device.type == "cuda" else None, gradient_as_bucket_view=True)
     ctx = autocast(device)
     # what the code decided, beside the settings as given (summary.json and wandb record both)
+    order = attention_order(cfg.sdpa_backend, device)
     decided = dict(device=device.name, dtype=device.dtype, init_from=run.init_from, compile=compiling,
-                   fused_loss=raw.fused_loss, model=vars(raw.config))
+                   fused_loss=raw.fused_loss, attention_first=order[0].name if order else None,
+                   model=vars(raw.config))
     records, failed = None, None
     if ranks.master:  # rank 0 writes the records; every rank learns whether it could
         try:

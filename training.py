@@ -5,6 +5,7 @@ learning-rate schedule, skipping updates with non-finite gradients, and evaluati
 on fixed batches, and the whole validation split once a run ends).
 """
 
+import importlib.util
 import math
 import os
 from types import SimpleNamespace
@@ -58,12 +59,22 @@ def from_gpt2(cfg, tok):
     return model
 
 
-def fused_loss_works():
-    if hasattr(torch.nn.functional, "linear_cross_entropy"):
-        return True
-    print(f"fused_loss needs torch.nn.functional.linear_cross_entropy (torch >= 2.13, here {torch.__version__}); "
-          "computing the loss from the logits")
-    return False
+def fused_loss_kernel(setting, device_type, say=print):
+    """The fused loss a run uses (a name in model.FUSED_LOSSES), or None for the plain loss. 'auto'
+    takes Liger's on CUDA where liger-kernel is installed (requirements-gpu.txt); a kernel asked for
+    by name that cannot run here falls back to the plain loss, saying why."""
+    liger = device_type == "cuda" and importlib.util.find_spec("liger_kernel") is not None
+    if setting == "auto":
+        return "liger" if liger else None
+    if setting == "liger" and not liger:
+        say("fused_loss='liger' needs a CUDA device and liger-kernel (pip install -r requirements-gpu.txt); "
+            "computing the loss from the logits")
+        return None
+    if setting == "torch" and not hasattr(F, "linear_cross_entropy"):
+        say(f"fused_loss='torch' needs torch.nn.functional.linear_cross_entropy (torch >= 2.13, here "
+            f"{torch.__version__}); computing the loss from the logits")
+        return None
+    return None if setting == "off" else setting
 
 
 def build(cfg, device):
@@ -87,7 +98,7 @@ def build(cfg, device):
         model, start = GPT(model_config(cfg, tok.model_vocab_size)), checkpoint.Start(tokenizer=tok.state)
     model.config.dropout = cfg.dropout
     model.activation_checkpointing = cfg.activation_checkpointing
-    model.fused_loss = cfg.fused_loss and fused_loss_works()
+    model.fused_loss = fused_loss_kernel(cfg.fused_loss, device.type)
     model.to(device.name)
     if cfg.fsdp:
         sharding.shard(model, device.dtype)  # before the optimizer, which must hold the sharded parameters
@@ -156,8 +167,8 @@ class Step:
             if self.ranks.ddp:  # reduce gradients over the ranks on the last micro-step only
                 sharding.sync_gradients(self.model, cfg.fsdp, (micro + 1) % self.per_rank == 0)
             with self.ctx:
-                _, loss = self.model(x, y)
-                loss = loss / self.per_rank
+                # the logits are not kept: held through backward, they cost (micro-batch x vocab) more memory
+                loss = self.model(x, y)[1] / self.per_rank
             loss_sum += loss.detach()
             self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)

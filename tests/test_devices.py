@@ -150,3 +150,34 @@ def test_the_peak_memory_is_the_runs_own_gpus(monkeypatch):
     assert runtime.peak_memory_gib(SimpleNamespace(type="cuda", name="cuda:1")) == 1.0
     assert asked == ["cuda:1"]
     assert runtime.peak_memory_gib(SimpleNamespace(type="cpu", name="cpu")) is None
+
+
+@pytest.mark.parametrize("setting, device, capability, first", [
+    ("auto", "cuda", (9, 0), "CUDNN_ATTENTION"),  # Hopper: cuDNN's attention first
+    ("auto", "cuda", (10, 0), "CUDNN_ATTENTION"),
+    ("auto", "cuda", (8, 0), None),  # an A100: torch's own order
+    ("auto", "cpu", None, None),
+    ("flash", "cuda", (8, 0), "FLASH_ATTENTION"),
+    ("torch", "cuda", (9, 0), None),
+    ("cudnn", "cpu", None, None),  # SDPA's kernel choice is CUDA's alone
+])
+def test_the_attention_kernel_order_follows_the_gpu(monkeypatch, setting, device, capability, first):
+    from torch.nn.attention import SDPBackend
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda name=None: capability)
+    order = runtime.attention_order(setting, SimpleNamespace(type=device, name=device))
+    assert (order[0].name if order else None) == first
+    if order:  # every kernel stays allowed, each once
+        assert sorted(b.name for b in order) == sorted(b.name for b in (
+            SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH))
+
+
+def test_the_attention_order_holds_inside_its_context_and_is_restored_after(monkeypatch):
+    from torch.nn.attention import SDPBackend
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda name=None: (9, 0))
+    before = torch._C._get_sdp_priority_order()
+    with runtime.attention_kernels("auto", SimpleNamespace(type="cuda", name="cuda")):
+        assert torch._C._get_sdp_priority_order()[0] == int(SDPBackend.CUDNN_ATTENTION)
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+    assert torch._C._get_sdp_priority_order() == before

@@ -275,9 +275,9 @@ def test_the_whole_split_has_every_token_once(tokens, batch_size, block_size, tm
 
 @needs_fused_loss
 def test_the_fused_loss_trains_as_the_plain_one(char_dataset, tmp_path):
-    """fused_loss=True (torch's chunked linear_cross_entropy) logs the plain run's losses to float32
-    rounding; where torch lacks it, the run says so and computes the plain loss."""
-    for name, fused in (("plain", False), ("fused", True)):
+    """fused_loss='torch' (torch's chunked linear_cross_entropy) logs the plain run's losses to float32
+    rounding."""
+    for name, fused in (("plain", "off"), ("fused", "torch")):
         r = run("train.py", *tiny(tmp_path / name, char_dataset, max_iters=12, eval_interval=6, fused_loss=fused))
         assert r.returncode == 0, r.stderr
     plain, fused = (read_metrics(tmp_path / name) for name in ("plain", "fused"))
@@ -288,9 +288,35 @@ def test_the_fused_loss_trains_as_the_plain_one(char_dataset, tmp_path):
 
 def test_the_fused_loss_falls_back_where_torch_lacks_it(char_dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy", raising=False)
-    model = training.build(config(char_dataset, tmp_path, fused_loss=True), CPU).model
-    assert model.fused_loss is False
+    model = training.build(config(char_dataset, tmp_path, fused_loss="torch"), CPU).model
+    assert model.fused_loss is None
     assert "computing the loss from the logits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("setting, device, installed, chosen, said", [
+    ("auto", "cuda", True, "liger", False),  # a GPU with liger-kernel: Liger's, unasked
+    ("auto", "cuda", False, None, False),  # without it: the plain loss, silently
+    ("auto", "cpu", True, None, False),  # Liger's kernels are CUDA's alone
+    ("liger", "cpu", True, None, True),  # asked for where it cannot run: the plain loss, saying why
+    ("liger", "cuda", False, None, True),
+    ("liger", "cuda", True, "liger", False),
+    ("torch", "cpu", True, "torch", False),
+    ("off", "cuda", True, None, False),
+])
+def test_the_fused_loss_is_chosen_by_device_and_installed_kernels(monkeypatch, setting, device, installed, chosen,
+                                                                  said):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    found = object() if installed else None
+
+    def find_spec(name, *args):
+        return found if name == "liger_kernel" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    told = []
+    assert training.fused_loss_kernel(setting, device, say=told.append) == chosen
+    assert bool(told) == said
 
 
 def test_dropout_masks_do_not_depend_on_the_activation(char_dataset, tmp_path):

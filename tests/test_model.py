@@ -277,25 +277,53 @@ def test_the_fused_loss_compiles_in_one_graph():
     allow_retain_graph itself, and the warning breaks it), so fullgraph=True compiles too."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(**SMALL)).train()
-    model.fused_loss = True
+    model.fused_loss = "torch"
     idx, targets = torch.randint(0, 50, (3, 16)), torch.randint(0, 50, (3, 16))
     assert torch._dynamo.explain(model)(idx, targets).graph_break_count == 0
     _, loss = torch.compile(model, fullgraph=True)(idx, targets)
     loss.backward()
-    model.fused_loss = False
+    model.fused_loss = None
     torch.testing.assert_close(loss, model(idx, targets)[1], rtol=1e-5, atol=1e-5)
 
 
-@needs_fused_loss
+@pytest.fixture
+def liger_stand_in(monkeypatch):
+    """Liger Kernel's function as its documentation defines it (ignore_index -100 by default, the
+    mean over the targets not ignored), in plain torch: Liger's own kernels are Triton, CUDA only.
+    Records the dtypes it is handed."""
+    import sys
+    import types
+
+    calls = []
+
+    def liger_fused_linear_cross_entropy(input, weight, target, bias=None, ce_weight=None, ignore_index=-100,
+                                         reduction="mean", **rest):
+        calls.append((input.dtype, weight.dtype, tuple(input.shape), tuple(target.shape)))
+        logits = (input @ weight.t()).float()
+        return torch.nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
+
+    functional = types.ModuleType("liger_kernel.transformers.functional")
+    functional.liger_fused_linear_cross_entropy = liger_fused_linear_cross_entropy
+    for name in ("liger_kernel", "liger_kernel.transformers"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers.functional", functional)
+    return calls
+
+
+@pytest.mark.parametrize("kernel", ["torch", "liger"])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-def test_fused_loss_matches_the_plain_one(dtype, tol):
-    """The chunked loss (train.py's fused_loss) gives the plain loss and gradients, in float32 and
-    under bf16 autocast, and never returns logits."""
+def test_fused_loss_matches_the_plain_one(kernel, dtype, tol, liger_stand_in):
+    """Each fused loss (train.py's fused_loss; Liger's through a stand-in of its function) gives the
+    plain loss and gradients, in float32 and under bf16 autocast, ignored targets (-1) included, is
+    handed the hidden states and weights in the autocast dtype, and never returns logits."""
+    if kernel == "torch" and not hasattr(torch.nn.functional, "linear_cross_entropy"):
+        pytest.skip(f"torch's fused loss needs torch >= 2.13, here {torch.__version__}")
     torch.manual_seed(0)
     model = GPT(GPTConfig(**SMALL)).train()
     idx, targets = torch.randint(0, 50, (3, 16)), torch.randint(0, 50, (3, 16))
+    targets[0, :5] = -1
     results = []
-    for fused in (False, True):
+    for fused in (None, kernel):
         model.fused_loss = fused
         model.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
@@ -304,6 +332,8 @@ def test_fused_loss_matches_the_plain_one(dtype, tol):
         results.append((logits, loss.detach(), [p.grad.clone() for p in model.parameters()]))
     (logits, plain, grads), (none, fused, fused_grads) = results
     assert none is None and logits.shape == (3, 16, 50)
+    if kernel == "liger":
+        assert liger_stand_in == [(dtype, dtype, (48, 24), (48,))]
     torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
     for a, b in zip(fused_grads, grads):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item())
