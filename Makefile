@@ -4,11 +4,13 @@
 # make gpu-check: on a CUDA machine, every GPU path checked in a few minutes (gpu_check.py).
 # make gpu-speed: on a CUDA machine, the speed goals measured beside nanoGPT's (gpu_check.py --speed=True).
 # make gpu-paths: on a CUDA machine, the code paths only a GPU takes (gpu_check.py --paths=True).
+# make gpu-all: on a CUDA machine, all three in one call (checks and paths together, then the speed rows alone),
+# installing the GPU extras from gpu-wheels/ first; make gpu-wheels fills gpu-wheels/ where a package index is reached.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-torch2.11 lint reproduce gpu-check gpu-speed gpu-paths clean
+.PHONY: setup test test-torch2.11 lint reproduce gpu-check gpu-speed gpu-paths gpu-all gpu-wheels clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +61,12 @@ gpu-speed:
 
 gpu-paths:
 	$(PYTHON) gpu_check.py --paths=True --out_dir=out-gpu-paths
+
+gpu-all:
+	$(PYTHON) gpu_check.py --all=True --out_dir=out-gpu-all
+
+gpu-wheels:
+	$(PYTHON) -m pip download --no-deps -d gpu-wheels -r requirements-gpu.txt
 
 clean:
 	rm -rf .pytest_cache

@@ -4,6 +4,7 @@ How fast is a training step, sampling, and each activation? Times the code paths
 Training step:      python bench.py config/train_shakespeare_char_cpu.py
   vs nanoGPT-style: python bench.py config/train_shakespeare_char_cpu.py --reference=True
 Sampling:           python bench.py config/train_shakespeare_char_cpu.py --mode=sample --new_tokens=500
+Speed levers:       python bench.py config/gpt2_124m_gelu.py --mode=levers --gradient_accumulation_steps=1
 Every activation:   python bench.py config/train_shakespeare_char_cpu.py --mode=activations
 Where time goes:    python bench.py config/train_shakespeare_char_cpu.py --mode=profile
 Compiled graphs:    python bench.py config/train_shakespeare_char_cpu.py --mode=graphs --fused_loss=torch
@@ -49,7 +50,7 @@ from runtime import (Batches, attention_kernels, attention_order, autocast, chec
 DEFAULTS = dict(
     settings.DEFAULTS,
     # benchmark
-    mode="train",  # 'train' (one step), 'sample' (generate), 'activations' (every entry), 'profile', 'graphs'
+    mode="train",  # 'train' (one step), 'levers' (each speed lever), 'sample', 'activations', 'profile', 'graphs'
     warmup=10,  # untimed steps before measuring
     iters=20,  # steps per measurement
     repeats=5,  # measurements; their median is reported
@@ -59,7 +60,7 @@ DEFAULTS = dict(
     new_tokens=500,  # sample mode: tokens generated per measurement
     json="",  # also write what was measured to this file as JSON (gpu_check.py reads it)
 )
-MODES = ("train", "sample", "activations", "profile", "graphs")
+MODES = ("train", "levers", "sample", "activations", "profile", "graphs")
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any --threads
 SINGLE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)  # one process, as train.py sees it
 PEAK_SECONDS = (0.1, 0.5)  # how long the peak-measuring matmul should take
@@ -78,7 +79,7 @@ def validate(cfg):
         raise UserError(f"warmup={cfg.warmup} must be >= 0")
     if cfg.fsdp:
         raise UserError("fsdp=True shards a model over torchrun's ranks; bench.py times one process: leave fsdp off")
-    if cfg.reference and cfg.mode != "train":
+    if cfg.reference and cfg.mode not in ("train", "levers"):
         raise UserError(f"reference=True compares training steps; it needs mode='train', not {cfg.mode!r}")
     tokens = cfg.batch_size * cfg.gradient_accumulation_steps
     if cfg.reference_batch_size < 0 or cfg.reference_batch_size and tokens % cfg.reference_batch_size:
@@ -318,6 +319,44 @@ def bench_train(cfg, dev):
     return out
 
 
+def lever_settings(cfg, dev):
+    """The speed levers, each alone and all together, as settings: (name, cfg). The fused loss is
+    Liger's on CUDA (torch's elsewhere, so that a CPU rehearsal runs a fused loss too)."""
+    off = dict(fused_loss="off", sdpa_backend="torch", compile_mode="default")
+    fused = "liger" if dev.type == "cuda" else "torch"
+    levers = [("none", off), (f"fused loss ({fused})", {**off, "fused_loss": fused}),
+              ("cuDNN attention", {**off, "sdpa_backend": "cudnn"}),
+              ("all", {**off, "fused_loss": fused, "sdpa_backend": "cudnn"})]
+    if dev.type == "cuda" and dev.compile and cfg.gradient_accumulation_steps == 1:
+        levers.append(("all + CUDA graphs", {**levers[-1][1], "compile_mode": "reduce-overhead"}))
+    return [(name, SimpleNamespace(**{**vars(cfg), **keys, "init_from": "scratch"})) for name, keys in levers]
+
+
+def bench_levers(cfg, dev):
+    """Our training step with each speed lever alone and all together, against the nanoGPT-style
+    step, interleaved in the same rounds: what each lever is worth, measured side by side."""
+    entries, raw = [], None
+    for name, one in lever_settings(cfg, dev):
+        model, step = training_step(one, dev)
+        raw = raw or model
+        kernels = attention_kernels(one.sdpa_backend, dev)  # each step traced and run under its own order
+
+        def run(step=step, kernels=kernels):
+            with kernels:
+                step()
+
+        entries.append((name, run, cfg.threads))
+    entries.append(("nanoGPT-style", reference_step(cfg, dev, raw), 0))
+    results = measure(entries, dev.type, cfg.warmup, cfg.iters, cfg.repeats)
+    theirs = statistics.median(results["nanoGPT-style"].times)
+    out = {}
+    for name, r in results.items():
+        ms = statistics.median(r.times)
+        print(f"{name}: {spread(r.times)} per iteration, {theirs / ms:.2f}x the nanoGPT-style step")
+        out[name] = dict(ms=1000 * ms, speedup=theirs / ms)
+    return dict(levers=out)
+
+
 def nanogpt_generate(model, idx, max_new_tokens, top_k=None):
     """nanoGPT's generate: no cache, the whole context (cut to its last block_size tokens) through
     the model for every new token."""
@@ -488,10 +527,10 @@ def main(argv):
     dev.compile = cfg.compile and compile_works(dev.name)  # decided as train.py does: eager where compile fails
     print(f"bench {cfg.mode}: {dev.name} ({describe_device(dev.name)}), {torch.get_num_threads()} threads, "
           f"{dev.dtype}, compile={dev.compile}, torch {torch.__version__}; load average {load_average()}")
-    if cfg.mode in ("train", "activations"):
+    if cfg.mode in ("train", "levers", "activations"):
         print(f"protocol: {cfg.warmup} warm-up iterations, then {cfg.repeats} rounds of {cfg.iters} iterations")
-    modes = {"train": bench_train, "sample": bench_sample, "activations": bench_activations, "profile": bench_profile,
-             "graphs": bench_graphs}
+    modes = {"train": bench_train, "levers": bench_levers, "sample": bench_sample, "activations": bench_activations,
+             "profile": bench_profile, "graphs": bench_graphs}
     order = attention_order(cfg.sdpa_backend, dev)
     loss = training.fused_loss_kernel(cfg.fused_loss, dev.type, say=lambda _: None) or "plain"
     print(f"levers: fused_loss={cfg.fused_loss!r} -> {loss}; "

@@ -76,7 +76,7 @@ def test_profile_mode_names_the_step_operators(char_dataset, tmp_path):
 
 
 def test_user_errors_are_one_line(char_dataset, tmp_path):
-    modes = "train, sample, activations, profile, graphs"
+    modes = "train, levers, sample, activations, profile, graphs"
     for flag, message in (("--mode=fast", f"error: mode='fast' is not valid; choose one of {modes}"),
                           ("--iters=0", "error: iters=0 must be a positive integer")):
         result = run("bench.py", *tiny(tmp_path, char_dataset), flag)

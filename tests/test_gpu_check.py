@@ -4,21 +4,53 @@ log), a row that cannot test what it names on one GPU reported as SKIP, a failin
 as FAIL, a fused-loss row that did not get the fused loss failing, and its argument errors."""
 
 import re
+import tarfile
 from types import SimpleNamespace
 
 import pytest
-from conftest import HAS_FUSED_LOSS, needs_fused_loss, run
+from conftest import HAS_FUSED_LOSS, run
 
 import gpu_check
 
-CHECKS = ("train", "resume", "gpu->cpu", "torchrun", "fsdp", "kv cache", "bench", "memory", "plan")
+CHECKS = ("train", "resume", "gpu->cpu", "torchrun", "fsdp", "kv cache", "bench", "memory", "memory compiled", "plan")
 
 
-def test_every_check_passes_in_a_cpu_rehearsal(tmp_path):
-    r = run("gpu_check.py", "--device=cpu", "--smoke=True", f"--out_dir={tmp_path}")
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    """make gpu-all rehearsed on tiny models on the CPU: the checks and paths side by side, then the
+    speed rows, as one GPU call runs them."""
+    out = tmp_path_factory.mktemp("all")
+    r = run("gpu_check.py", "--all=True", "--device=cpu", "--smoke=True", f"--out_dir={out}",
+            f"--wheels={out / 'no-wheels'}")
+    return r, out
+
+
+def rows_of(text):
+    return re.findall(r"^\| (\S[^|]*?) \| (PASS|FAIL|SKIP) \| \d+ s \| (.+) \|$", text, re.M)
+
+
+def test_one_call_runs_every_part_and_brings_back_two_files(rehearsal):
+    r, out = rehearsal
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines()[0].endswith("data and BPE ranks found")
-    rows = re.findall(r"^\| (\S[^|]*?) \| (PASS|FAIL|SKIP) \| \d+ s \| (.+) \|$", r.stdout, re.M)
+    summary = (out / "gpu_all.md").read_text()
+    assert [name for name, _, _ in rows_of(summary)] == [*CHECKS, *gpu_check.PATHS, *gpu_check.SPEED]
+    assert "GPU extras missing and no" in summary and "liger-kernel==0.8.5" in summary
+    assert re.search(r"checks and paths side by side: \d+ s", summary)
+    assert re.search(r"speed rows alone: \d+ s; in all \d+ s", summary)
+    with tarfile.open(out / "gpu_all.tar.gz") as tar:
+        names = tar.getnames()
+    assert {"checks.log", "paths/gpu_check.md", "speed/levers_b12.json", "checks/train/metrics.jsonl"} <= set(names)
+    assert not [n for n in names if n.endswith((".pt", ".bin"))]  # no checkpoints or token files to carry back
+    # the speed rows started after both other parts had finished: they ran alone
+    logs = {part: (out / part / "gpu_check.md").stat().st_mtime for part in ("checks", "paths")}
+    first_speed = min(p.stat().st_mtime for p in (out / "speed").iterdir())
+    assert first_speed >= max(logs.values())
+
+
+def test_every_check_passes_in_a_cpu_rehearsal(rehearsal):
+    _, out = rehearsal
+    log = (out / "checks" / "gpu_check.md").read_text()
+    rows = rows_of(log)
     assert [(name, result) for name, result, _ in rows] == [(name, "PASS") for name in CHECKS]
     what = dict((name, text) for name, _, text in rows)
     assert "every loss bitwise equal to the uninterrupted run" in what["resume"]  # the CPU is deterministic
@@ -26,10 +58,9 @@ def test_every_check_passes_in_a_cpu_rehearsal(tmp_path):
     assert "1,556,840,000 parameters: 50.74 GiB per GPU under DDP; on 8 x 40 GB: FSDP (--fsdp=True)" in what["plan"]
     assert "2 ranks (gloo, fsdp=True, activation_checkpointing=True) vs ddp" in what["fsdp"]
     assert re.search(r"planned [\d.]+ GiB; nothing to measure on a CPU", what["memory"])
-    log = (tmp_path / "gpu_check.md").read_text()
-    # every command the checks ran exited 0 (and data/shakespeare_char/prepare.py on a fresh clone)
+    # every command the checks ran exited 0
     exits = re.findall(r"\(exit (\d+), \d+ s\)", log)
-    assert "9 of 9 checks passed, 0 failed, 0 skipped" in log and len(exits) >= 11 and set(exits) == {"0"}
+    assert "10 of 10 checks passed, 0 failed, 0 skipped" in log and len(exits) >= 11 and set(exits) == {"0"}
     assert "(exit 143)" in log  # the resume check's SIGTERM
 
 
@@ -59,50 +90,71 @@ def test_argument_errors_are_one_line(tmp_path):
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
 
 
-@needs_fused_loss
-def test_the_speed_goals_are_measured_in_a_cpu_rehearsal(tmp_path):
+def test_the_speed_goals_are_measured_in_a_cpu_rehearsal(rehearsal):
     """--speed=True: each row reads bench.py's JSON (on a CPU the goals themselves are not judged)."""
-    r = run("gpu_check.py", "--device=cpu", "--smoke=True", "--speed=True", f"--out_dir={tmp_path}",
-            "--only=['step b12 fused loss', 'step b12 CUDA graphs', 'sample 10.6M']")
-    assert r.returncode == 0, r.stdout + r.stderr
-    step = re.search(r"^PASS  step b12 fused loss: batch 12, fused_loss=True: ours ([\d.]+) ms, nanoGPT's step "
-                     r"([\d.]+) ms: ([\d.]+)x \(goal 1.3x\); matmul floor [\d.]+ ms$", r.stdout, re.M)
-    assert step and float(step[3]) == pytest.approx(float(step[2]) / float(step[1]), abs=0.006)
-    assert re.search(r"^PASS  sample 10.6M: [\d,.]+ tokens/s with the cache: [\d.]+x no cache \(goal 5.0x\), [\d.]+x "
-                     r"nanoGPT's generate; identical tokens: yes$", r.stdout, re.M)
-    import json
+    _, out = rehearsal
+    text = (out / "speed" / "gpu_check.md").read_text()
+    x = r"[\d.]+ ms \([\d.]+x\)"
+    levers = re.search(r"^\| levers b12 \| PASS \| \d+ s \| batch 8: none ([\d.]+) ms \(([\d.]+)x\), fused loss "
+                       rf"\(torch\) {x}, cuDNN attention {x}, all {x}; nanoGPT's step ([\d.]+) ms; goal for all: 1.15x",
+                       text, re.M)
+    assert levers and float(levers[2]) == pytest.approx(float(levers[3]) / float(levers[1]), abs=0.006)
+    assert re.search(r"\| 124M as run \| PASS \| \d+ s \| batch 48 x 1 \(the largest that fits\) against nanoGPT's "
+                     r"12 x 4: [\d,]+ tokens/s against [\d,]+: [\d.]+x \(goal 1.3x\)", text)
+    assert re.search(r"\| sample 10.6M \| PASS \| \d+ s \| [\d,.]+ tokens/s with the cache: [\d.]+x no cache "
+                     r"\(goal 5.0x\), [\d.]+x nanoGPT's generate; identical tokens: yes", text)
+    assert "(goal 4.0x)" in text  # 124M's sampling goal
 
-    graphs = json.loads((tmp_path / "step_b12_compile_mode.json").read_text())
-    assert graphs["compile_mode"] is None  # the rehearsal runs eager; on a GPU bench.py compiles in that mode
 
-
-def test_a_fused_loss_row_fails_where_torch_lacks_the_fused_loss(tmp_path, monkeypatch):
-    """On a torch without linear_cross_entropy (torch 2.11), bench.py times the plain step and says
-    so in its JSON; the row must not pass it off as the fused one. The subprocesses start with the
-    function removed from torch (a sitecustomize), as on such a torch."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text("import torch.nn.functional as F\n"
-                                           "vars(F).pop('linear_cross_entropy', None)\n")
-    monkeypatch.setenv("PYTHONPATH", str(site))
+def test_a_fused_loss_row_fails_where_the_plain_loss_ran(tmp_path, monkeypatch):
+    """Where the fused loss cannot run (Liger not installed, or a torch without linear_cross_entropy)
+    the run falls back to the plain loss and bench.py's JSON says so: the row must not pass it off
+    as the fused one."""
     checks = gpu_check.Checks(SimpleNamespace(device="cpu", smoke=True, out_dir=str(tmp_path)))
-    ok, what = checks.step_speed(12, fused_loss=True)
-    assert ok is False and what.startswith("fused_loss was asked for but this torch has no linear_cross_entropy")
+    plain = dict(fused_loss=None, graph_count=1, graph_break_count=0, break_reasons=[])
+    monkeypatch.setattr(checks, "json_of", lambda *args: (0, plain))
+    ok, what = checks.fused_loss_graphs()
+    assert ok is False and what.startswith("fused_loss='torch' was asked for but the plain loss ran")
+    monkeypatch.setattr(checks, "json_of", lambda *args: (0, {**plain, "fused_loss": "torch", "graph_count": 2,
+                                                              "graph_break_count": 1, "break_reasons": ["x"]}))
+    assert checks.fused_loss_graphs()[0] is False  # torch's must compile in one graph
 
 
-def test_the_gpu_only_paths_are_rehearsed(tmp_path):
+def test_the_gpu_only_paths_are_rehearsed(rehearsal):
     """--paths=True: every row runs on the CPU; the refusal of accumulation under CUDA graphs has
     nothing to refuse there, and says SKIP."""
-    r = run("gpu_check.py", "--device=cpu", "--smoke=True", "--paths=True", f"--out_dir={tmp_path}")
-    assert r.returncode == (0 if HAS_FUSED_LOSS else 1), r.stdout + r.stderr
-    rows = dict(re.findall(r"^\| (\S[^|]*?) \| (PASS|FAIL|SKIP) \| \d+ s \| .+ \|$", r.stdout, re.M))
+    _, out = rehearsal
+    text = (out / "paths" / "gpu_check.md").read_text()
+    rows = {name: result for name, result, _ in rows_of(text)}
     expected = {name: "PASS" for name in gpu_check.PATHS}
     expected["CUDA graphs refuse accumulation"] = "SKIP"
     if not HAS_FUSED_LOSS:
-        expected["fused loss, one graph"] = "FAIL"
+        expected["fused loss compiled"] = "FAIL"
     assert rows == expected
     if HAS_FUSED_LOSS:
-        assert "1 graph(s), 0 break(s)" in r.stdout
+        assert "torch: 1 graph(s), 0 break(s)" in text
+
+
+def test_the_gpu_extras_come_from_the_carried_wheels(tmp_path, monkeypatch):
+    """A GPU machine may reach no package index: what requirements-gpu.txt lists and is missing is
+    installed from the wheels folder, offline, and nothing is tried without that folder."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "liger_kernel" else
+                        real(name, *a))
+    calls = []
+
+    def pip(cmd, **kw):
+        calls.append(cmd)
+        return SimpleNamespace(returncode=0, stdout="Successfully installed liger-kernel-0.8.5", stderr="")
+
+    assert gpu_check.install_extras(str(tmp_path / "none"), run=pip).startswith("GPU extras missing and no")
+    assert calls == []
+    said = gpu_check.install_extras(str(tmp_path), run=pip)
+    assert calls[0][1:] == ["-m", "pip", "install", "--no-index", "--no-deps", "--find-links", str(tmp_path),
+                            "liger-kernel==0.8.5"]
+    assert said.startswith(f"installed from {tmp_path}/: liger-kernel==0.8.5 (pip exit 0")
 
 
 def test_what_is_missing_is_said_first(tmp_path, monkeypatch):
@@ -114,11 +166,11 @@ def test_what_is_missing_is_said_first(tmp_path, monkeypatch):
 
 
 def test_the_gpu_targets_install_nothing():
-    """make gpu-check, gpu-speed and gpu-paths run with the Python (and CUDA torch) already there:
-    `make setup` would pip-install the pinned CPU torch over it."""
+    """make gpu-check, gpu-speed, gpu-paths, gpu-all and gpu-wheels run with the Python (and CUDA
+    torch) already there: `make setup` would pip-install the pinned CPU torch over it."""
     from conftest import REPO
 
     rules = {line.split(":")[0]: line for line in (REPO / "Makefile").read_text().splitlines()
              if line.startswith("gpu-")}
-    assert set(rules) == {"gpu-check", "gpu-speed", "gpu-paths"}
+    assert set(rules) == {"gpu-check", "gpu-speed", "gpu-paths", "gpu-all", "gpu-wheels"}
     assert all(line.split(":", 1)[1].strip() == "" for line in rules.values())
