@@ -324,7 +324,8 @@ def lever_settings(cfg, dev):
     Liger's on CUDA (torch's elsewhere, so that a CPU rehearsal runs a fused loss too)."""
     off = dict(fused_loss="off", sdpa_backend="torch", compile_mode="default")
     fused = "liger" if dev.type == "cuda" else "torch"
-    levers = [("none", off), (f"fused loss ({fused})", {**off, "fused_loss": fused}),
+    runs = training.fused_loss_kernel(fused, dev.type, say=lambda _: None)  # None: not installed here
+    levers = [("none", off), (f"fused loss ({runs or fused + ' missing: plain'})", {**off, "fused_loss": fused}),
               ("cuDNN attention", {**off, "sdpa_backend": "cudnn"}),
               ("all", {**off, "fused_loss": fused, "sdpa_backend": "cudnn"})]
     if dev.type == "cuda" and dev.compile and cfg.gradient_accumulation_steps == 1:

@@ -93,10 +93,12 @@ class GPTConfig:
 
 
 def liger_cross_entropy(x, weight, targets):
-    # Liger Kernel's Triton kernel (CUDA only; requirements-gpu.txt): imported when first used
+    # Liger Kernel's Triton kernels (CUDA only; requirements-gpu.txt), imported when first used. They are
+    # fused already, and their autograd Function loops over chunks computing gradients in forward: the
+    # compiler is kept out of it (a graph break before the loss) rather than asked to trace it.
     from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 
-    return liger_fused_linear_cross_entropy(x, weight, targets, ignore_index=-1)
+    return torch.compiler.disable(liger_fused_linear_cross_entropy)(x, weight, targets, ignore_index=-1)
 
 
 def torch_cross_entropy(x, weight, targets):

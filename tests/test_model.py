@@ -290,7 +290,7 @@ def test_the_fused_loss_compiles_in_one_graph():
 def liger_stand_in(monkeypatch):
     """Liger Kernel's function as its documentation defines it (ignore_index -100 by default, the
     mean over the targets not ignored), in plain torch: Liger's own kernels are Triton, CUDA only.
-    Records the dtypes it is handed."""
+    Records the dtypes and shapes it is handed, and whether the compiler was tracing it."""
     import sys
     import types
 
@@ -298,7 +298,8 @@ def liger_stand_in(monkeypatch):
 
     def liger_fused_linear_cross_entropy(input, weight, target, bias=None, ce_weight=None, ignore_index=-100,
                                          reduction="mean", **rest):
-        calls.append((input.dtype, weight.dtype, tuple(input.shape), tuple(target.shape)))
+        calls.append((input.dtype, weight.dtype, tuple(input.shape), tuple(target.shape),
+                      torch.compiler.is_compiling()))
         logits = (input @ weight.t()).float()
         return torch.nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
 
@@ -308,6 +309,24 @@ def liger_stand_in(monkeypatch):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "liger_kernel.transformers.functional", functional)
     return calls
+
+
+def test_liger_s_loss_runs_under_the_compiler_outside_its_graphs(liger_stand_in):
+    """Compiled, the model hands Liger's loss to eager code (its kernels are Triton already; dynamo is
+    kept out of its autograd Function): the compiled loss and gradients are the eager ones, and the
+    stand-in is called as an eager function, with real tensors."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL)).train()
+    model.fused_loss = "liger"
+    idx, targets = torch.randint(0, 50, (3, 16)), torch.randint(0, 50, (3, 16))
+    _, eager = model(idx, targets)
+    torch._dynamo.reset()
+    _, compiled = torch.compile(model)(idx, targets)
+    compiled.backward()
+    assert [call[-1] for call in liger_stand_in] == [False, False]  # run eagerly both times, never traced
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    explained = torch._dynamo.explain(model)(idx, targets)
+    assert explained.graph_break_count >= 1
 
 
 @pytest.mark.parametrize("kernel", ["torch", "liger"])
@@ -333,7 +352,7 @@ def test_fused_loss_matches_the_plain_one(kernel, dtype, tol, liger_stand_in):
     (logits, plain, grads), (none, fused, fused_grads) = results
     assert none is None and logits.shape == (3, 16, 50)
     if kernel == "liger":
-        assert liger_stand_in == [(dtype, dtype, (48, 24), (48,))]
+        assert liger_stand_in == [(dtype, dtype, (48, 24), (48,), False)]
     torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
     for a, b in zip(fused_grads, grads):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item())
