@@ -13,6 +13,8 @@ target (files.py), so a process killed mid-save leaves the previous checkpoint w
 torch.load(weights_only=True): tensors and plain Python data only, never arbitrary objects.
 """
 
+import dataclasses
+import math
 import os
 import pickle
 import time
@@ -25,7 +27,7 @@ import files
 import rundir
 import sharding
 from errors import UserError
-from model import GPT, GPTConfig
+from model import GPT, MUP_KEYS, GPTConfig
 from runtime import dataset_dir
 
 def save(obj, path):
@@ -84,10 +86,19 @@ def upgraded(ckpt, path):
         # attention it kept a causal mask buffer named attn.bias, which SDPA does not need.
         ckpt = {**ckpt, "model_args": {**ckpt["model_args"], "activation": "gelu"}, "nanogpt": True,
                 "model": {k: v for k, v in ckpt["model"].items() if not k.endswith(".attn.bias")}}
-    # a torch.compile'd model's state_dict (nanoGPT saved those) prefixes every key with '_orig_mod.';
-    # checkpoints from before µP trained without it
+    # a torch.compile'd model's state_dict (nanoGPT saved those) prefixes every key with '_orig_mod.'
     return {**ckpt, "model": {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()},
-            "model_args": {"mup_base_width": 0, **ckpt["model_args"]}}
+            "model_args": with_mup_defaults(ckpt["model_args"])}
+
+
+def with_mup_defaults(args):
+    """model_args as this model.py reads them: checkpoints from before µP trained without it, and µP
+    checkpoints from before its multipliers scaled attention by 1/d_head, which α_attn =
+    1/sqrt(d_head) gives now (the base's head being the model's own)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(GPTConfig) if f.name in MUP_KEYS}
+    if args.get("mup_base_width") and "mup_attn_mult" not in args:
+        defaults["mup_attn_mult"] = 1 / math.sqrt(args["n_embd"] // args["n_head"])
+    return {**defaults, **args}
 
 
 def build_model(ckpt):
@@ -163,7 +174,7 @@ def resume(cfg, tok):
     wanted = dict(block_size=cfg.block_size, activation=cfg.activation or saved["activation"])
     if not state.get("pretrained"):
         wanted.update(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, bias=cfg.bias,
-                      vocab_size=tok.model_vocab_size, mup_base_width=cfg.mup_base_width)
+                      vocab_size=tok.model_vocab_size, **{key: getattr(cfg, key) for key in MUP_KEYS})
     for key, value in wanted.items():
         if saved[key] != value:
             raise UserError(f"{path} was trained with {key}={saved[key]!r} but this run asks for "

@@ -145,20 +145,25 @@ def load_pretrained(name_or_path, activation=None, dropout=0.0):
 
 
 def exported_weights(model, hf_state):
-    """Our weights under transformers' names and layouts. A µP model's two multipliers are folded
-    into its weights, so that a transformers GPT-2 computes the same logits: the output multiplier
-    1/m into ln_f (lm_head(ln_f(x)) / m is lm_head of ln_f scaled by 1/m), and attention's q.k/d_head
-    into the queries (transformers divides q.k by sqrt(d_head), so q is divided by sqrt(d_head) too)."""
+    """Our weights under transformers' names and layouts. A µP model's multipliers are folded into
+    its weights, so that a transformers GPT-2 computes the same logits: the output multiplier α_out/m
+    into ln_f (lm_head(ln_f(x)) α_out/m is lm_head of ln_f scaled by α_out/m), and attention's scale
+    into the queries (transformers divides q.k by sqrt(d_head), so q is multiplied by the scale times
+    sqrt(d_head)). α_in cannot be folded: the token embeddings are the readout's weights too."""
     ours, cfg = model.state_dict(), model.config
+    if cfg.mup_input_mult != 1:
+        raise UserError(f"mup_input_mult={cfg.mup_input_mult}: transformers' GPT-2 has no embedding multiplier, and "
+                        "the embeddings (tied to the output layer) cannot take it; only α_in = 1 exports")
     if cfg.mup_base_width:
         ours = {k: v.clone() for k, v in ours.items()}
         for key in ("transformer.ln_f.weight", "transformer.ln_f.bias"):
             if key in ours:
-                ours[key] /= cfg.width_mult
+                ours[key] *= cfg.mup_output_mult / cfg.width_mult
+        scale = cfg.attention_scale
         for i in range(cfg.n_layer):
             for kind in ("weight", "bias"):
-                if (key := f"transformer.h.{i}.attn.c_attn.{kind}") in ours:
-                    ours[key][:cfg.n_embd] /= math.sqrt(cfg.n_embd // cfg.n_head)
+                if scale is not None and (key := f"transformer.h.{i}.attn.c_attn.{kind}") in ours:
+                    ours[key][:cfg.n_embd] *= scale * math.sqrt(cfg.n_embd // cfg.n_head)
     out = {}
     for name, t in hf_state.items():
         if name not in ours and name.endswith(".bias") and not model.config.bias:

@@ -66,6 +66,9 @@ def mlp_hidden(n_embd, gated, bias):
     return max(8, 8 * round(exact / 8))
 
 
+MUP_KEYS = ("mup_base_width", "mup_base_head_dim", "mup_input_mult", "mup_output_mult", "mup_attn_mult")
+
+
 @dataclass
 class GPTConfig:
     block_size: int = 1024
@@ -77,19 +80,45 @@ class GPTConfig:
     bias: bool = True  # biases in Linear and LayerNorm layers, as in GPT-2
     activation: str = "gelu"
     mup_base_width: int = 0  # µP's base width (0: the standard parametrization); see GPT.__init__
+    mup_base_head_dim: int = 0  # µP: the base's head size (0: this model's; widths that grow by heads)
+    mup_input_mult: float = 1.0  # µP's α_in: multiplies the embeddings
+    mup_output_mult: float = 1.0  # µP's α_out: multiplies the logits (beside 1/m)
+    mup_attn_mult: float = 1.0  # µP's α_attn: multiplies the attention scale
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.mup_base_width < 0:
-            raise ValueError(f"mup_base_width={self.mup_base_width} must be >= 0 (0 turns µP off)")
+        if self.mup_base_width < 0 or self.mup_base_head_dim < 0:
+            raise ValueError(f"mup_base_width={self.mup_base_width} and mup_base_head_dim={self.mup_base_head_dim} "
+                             "must be >= 0 (a base width of 0 turns µP off)")
+        mults = dict(mup_input_mult=self.mup_input_mult, mup_output_mult=self.mup_output_mult,
+                     mup_attn_mult=self.mup_attn_mult)
+        if any(not m > 0 for m in mults.values()):
+            raise ValueError(f"µP's multipliers must be > 0: {mults}")
+        if not self.mup_base_width and (self.mup_base_head_dim or any(m != 1 for m in mults.values())):
+            raise ValueError("mup_base_head_dim and the mup_*_mult multipliers are µP's: set mup_base_width too")
 
     @property
     def width_mult(self):
         """µP's width multiplier n_embd / base width; 1 without µP."""
         return self.n_embd / self.mup_base_width if self.mup_base_width else 1.0
+
+    @property
+    def base_head_dim(self):
+        return self.mup_base_head_dim or self.n_embd // self.n_head
+
+    @property
+    def attention_scale(self):
+        """What q.k is multiplied by, or None for SDPA's own 1/sqrt(d_head) (the standard model's, and
+        µP's wherever its head is the base's and α_attn is 1, so that µP at its base is the standard
+        model exactly). Under µP: α_attn sqrt(d_base_head) / d_head, since q and k grow correlated as
+        the head widens (the reference writes 8/d_head: 1/sqrt(d_head) at a head of 64)."""
+        d_head = self.n_embd // self.n_head
+        if not self.mup_base_width or (d_head == self.base_head_dim and self.mup_attn_mult == 1):
+            return None
+        return self.mup_attn_mult * math.sqrt(self.base_head_dim) / d_head
 
 
 def liger_cross_entropy(x, weight, targets):
@@ -152,8 +181,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.n_head, self.n_embd, self.dropout, self.layer = config.n_head, config.n_embd, config.dropout, layer
-        # q.k / d_head under µP, where q and k grow correlated with width; else SDPA's 1/sqrt(d_head)
-        self.scale = 1 / (config.n_embd // config.n_head) if config.mup_base_width else None
+        self.scale = config.attention_scale
 
     def forward(self, x, cache=None, pos=None):
         B, T, C = x.size()
@@ -247,13 +275,16 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         # µP (maximal-update parametrization, Yang et al. 2022, for Adam), so that the best learning
-        # rate stays put as the model widens: the hidden matrices (every matrix of the blocks) start
-        # 1/sqrt(m) as large and learn at 1/m the rate (configure_optimizers), attention divides q.k
-        # by d_head, and the logits are divided by m, where m = n_embd / mup_base_width; embeddings,
-        # LayerNorms and biases are as without µP. What µP leaves open is chosen to stay close to
-        # GPT-2: queries and the (tied) readout are not zero-initialised, the output multiplier is
-        # 1 at the base width, the weight decay stays decoupled (scaled with each group's rate), and
-        # LayerNorm's epsilon is unchanged.
+        # rate stays put as the model widens, with m = n_embd / mup_base_width. The references'
+        # rules (the paper; microsoft/mup): the hidden matrices (every matrix of the blocks) start
+        # 1/sqrt(m) as large, learn at 1/m the rate and decay at m times the rate, so that AdamW's
+        # decay per step does not depend on width (configure_optimizers); attention scales q.k by
+        # sqrt(d_base_head) / d_head (GPTConfig.attention_scale); the logits are multiplied by
+        # α_out / m; embeddings, LayerNorms and biases are as without µP; the multipliers α_in, α_out
+        # and α_attn are the tunable constants. Ours, to stay GPT-2 where µP leaves it open: every
+        # multiplier is 1 and the head at its base size, so that µP at its base width is the
+        # standard model exactly; queries and the (tied) readout are not zero-initialised; LayerNorm's
+        # epsilon is unchanged.
         if config.mup_base_width:
             with torch.no_grad():
                 for p in self.transformer.h.parameters():
@@ -281,7 +312,10 @@ class GPT(nn.Module):
             if idx.size(1) > self.config.block_size:
                 raise ValueError(f"sequence of {idx.size(1)} tokens exceeds block_size {self.config.block_size}")
             pos = torch.arange(idx.size(1), device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        if self.config.mup_input_mult != 1:
+            x = x * self.config.mup_input_mult
+        x = self.transformer.drop(x)
         for block in self.transformer.h:
             if self.activation_checkpointing and self.training:
                 x = checkpoint(block, x, use_reentrant=False)  # dropout masks are replayed as they were
@@ -293,8 +327,8 @@ class GPT(nn.Module):
         """The final LayerNorm, the output layer and the loss: (logits, loss). A method of its own
         so that it can be compiled on its own (train.py does, under FSDP)."""
         x = self.transformer.ln_f(x)
-        if self.config.mup_base_width:  # µP's output multiplier, 1/m: the logits stay O(1) as width grows
-            x = x / self.config.width_mult
+        if self.config.mup_base_width:  # µP's output multiplier α_out/m: the logits stay O(1) as width grows
+            x = x * (self.config.mup_output_mult / self.config.width_mult)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None  # inference needs the last position only
         if self.fused_loss and self.training:
@@ -329,9 +363,10 @@ class GPT(nn.Module):
             {"params": [p for p in params if p.dim() >= 2 and id(p) not in hidden], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        if hidden:
-            groups.append({"params": [p for p in params if id(p) in hidden], "weight_decay": weight_decay,
-                           "lr_scale": 1 / self.config.width_mult})
+        if hidden:  # decay λ m at rate η/m: the same decay per step at every width
+            m = self.config.width_mult
+            groups.append({"params": [p for p in params if id(p) in hidden], "weight_decay": weight_decay * m,
+                           "lr_scale": 1 / m})
         # The fused kernel (CUDA, CPU, MPS) does the whole update in a few launches, and can skip an
         # update on the device when a gradient is not finite (training.Step.update).
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)

@@ -35,6 +35,10 @@ DEFAULTS = dict(
     bias=False,  # biases in Linear and LayerNorm layers (GPT-2 has them)
     activation="",  # a name from model.ACTIVATIONS; '' means gelu, or the checkpoint's own
     mup_base_width=0,  # µP: the width the learning rate was tuned at (0: the standard parametrization; see model.py)
+    mup_base_head_dim=0,  # µP: the head size at the base width (0: this run's; widths that grow by heads)
+    mup_input_mult=1.0,  # µP's α_in, multiplying the embeddings
+    mup_output_mult=1.0,  # µP's α_out, multiplying the logits (beside 1/m)
+    mup_attn_mult=1.0,  # µP's α_attn, multiplying the attention scale sqrt(d_base_head) / d_head
     # AdamW
     learning_rate=6e-4,  # peak learning rate (under µP, the base width's: hidden matrices take base/width of it)
     learning_rate_from="",  # where learning_rate comes from (a sweep and its commit): the plan and records say it
@@ -101,7 +105,7 @@ def validate(cfg):
         if getattr(cfg, key) <= 0:
             raise UserError(f"{key}={getattr(cfg, key)} must be a positive integer")
     for key in ("max_iters", "seed", "threads", "warmup_iters", "lr_decay_iters", "min_lr", "weight_decay",
-                "grad_clip", "mup_base_width"):
+                "grad_clip", "mup_base_width", "mup_base_head_dim"):
         if getattr(cfg, key) < 0:
             raise UserError(f"{key}={getattr(cfg, key)} must be >= 0")
     for key, (low, high) in dict(dropout=(0, 1), beta1=(0, 1), beta2=(0, 1)).items():
@@ -110,6 +114,13 @@ def validate(cfg):
     for key in ("learning_rate", "gpu_memory_gb"):
         if getattr(cfg, key) <= 0:
             raise UserError(f"{key}={getattr(cfg, key)} must be > 0")
+    for key in ("mup_input_mult", "mup_output_mult", "mup_attn_mult"):
+        if not getattr(cfg, key) > 0:
+            raise UserError(f"{key}={getattr(cfg, key)} must be > 0")
+        if getattr(cfg, key) != 1 and not cfg.mup_base_width:
+            raise UserError(f"{key}={getattr(cfg, key)} is a µP multiplier; set mup_base_width too, or leave it 1")
+    if cfg.mup_base_head_dim and not cfg.mup_base_width:
+        raise UserError(f"mup_base_head_dim={cfg.mup_base_head_dim} is µP's; set mup_base_width too, or leave it 0")
     if cfg.mup_base_width and cfg.init_from not in INITS:
         raise UserError(f"mup_base_width={cfg.mup_base_width} trains from µP's initialisation, but init_from="
                         f"{cfg.init_from!r} starts from GPT-2's weights, trained without µP; leave mup_base_width=0")

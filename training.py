@@ -20,14 +20,14 @@ import settings
 import sharding
 import tokenizer
 from errors import UserError
-from model import GPT, GPTConfig
+from model import GPT, MUP_KEYS, GPTConfig
 from runtime import dataset_dir, seed_dropout
 
 def model_config(cfg, vocab_size):
     """The GPTConfig of a new model from the settings (an unnamed activation is gelu)."""
     return GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
                      bias=cfg.bias, vocab_size=vocab_size, dropout=cfg.dropout, activation=cfg.activation or "gelu",
-                     mup_base_width=cfg.mup_base_width)
+                     **{key: getattr(cfg, key) for key in MUP_KEYS})
 
 
 def planned_config(cfg):

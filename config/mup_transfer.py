@@ -13,8 +13,12 @@
 # training length (500 iterations there), batch, data and vocabulary (characters there, BPE here), the
 # warmup and schedule, weight decay and the output multiplier (1 at the base width, so 16/n_embd here).
 # At 8x on the CPU, the µP models at their best rate trailed the standard ones at theirs by 0.20-0.26
-# (the study's scores): a transferred rate is not a tuned one. Run a short pilot (e.g.
-# --max_iters=2000) beside the standard config before paying for the whole run.
+# (the study's scores): a transferred rate is not a tuned one. On one H200, 200 iterations of each
+# GPT-2 124M config on tiny Shakespeare BPE gave train losses of 5.59 (gelu), 5.33 (relu) and 5.86
+# (none) under these settings against 4.50 for the standard gelu config. The transfer runs scaled
+# attention by 1/d_head; µP now scales it by sqrt(d_base_head)/d_head, the base's head being the
+# model's own unless mup_base_head_dim says otherwise, so these rates come from other rules than
+# the ones these configs now run under. Use the standard configs.
 mup_base_width = 16
 learning_rate = {"gelu": 3.2e-2, "relu": 1.6e-2, "none": 3.2e-2}[activation]  # noqa: F821 (set by the caller)
 min_lr = learning_rate / 10

@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import runpy
+import signal
 import subprocess
 import sys
 import tempfile
@@ -88,12 +89,18 @@ def run(args, cwd, env, timeout):
     with tempfile.TemporaryDirectory() as tmp:
         out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
         process = SERVER.Process(target=child, args=(list(args), str(cwd), dict(env), clean_path(), out, err))
-        process.start()
+        # The child can run before start() has read its pid back from the server: an interrupt in that
+        # gap would leave it running, unknown, holding the server's pipes. Interrupts wait until its
+        # pid is known, then kill it below.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
+            process.start()
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
             process.join(timeout)
             timed_out = process.exitcode is None
         finally:
-            if process.exitcode is None:  # past its timeout, or the tests were interrupted
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+            if process.pid is not None and process.exitcode is None:  # past its timeout, or interrupted
                 process.kill()
                 process.join()
         if timed_out:

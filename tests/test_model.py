@@ -371,21 +371,23 @@ def test_mup_off_is_the_standard_model():
 
 
 def test_mup_scales_init_rates_attention_and_logits():
-    """Width 96 on base 24 (m = 4): hidden matrices start half as large and learn at 1/4 the rate;
-    embeddings, LayerNorms and biases as without µP; q.k / d_head; logits divided by 4."""
-    config = GPTConfig(**{**SMALL, "n_embd": 96, "n_head": 2}, bias=True, mup_base_width=24)
+    """Width 96 on base 24 (m = 4), two heads at both: hidden matrices start half as large, learn at
+    1/4 the rate and decay at 4x; embeddings, LayerNorms and biases as without µP; q.k times
+    sqrt(d_base_head)/d_head = sqrt(12)/48; logits divided by 4."""
+    config = GPTConfig(**{**SMALL, "n_embd": 96, "n_head": 2}, bias=True, mup_base_width=24, mup_base_head_dim=12)
     torch.manual_seed(0)
     mup = GPT(config)
     torch.manual_seed(0)
-    sp = GPT(GPTConfig(**{**vars(config), "mup_base_width": 0}))
+    sp = GPT(GPTConfig(**{**vars(config), "mup_base_width": 0, "mup_base_head_dim": 0}))
     for (name, p), q in zip(mup.named_parameters(), sp.parameters()):
         hidden = name.startswith("transformer.h.") and p.dim() >= 2
         torch.testing.assert_close(p, q / 2 if hidden else q, rtol=0, atol=0)
     groups = mup.configure_optimizers(0.1, 1e-3, (0.9, 0.95)).param_groups
     hidden = {id(p) for n, p in mup.named_parameters() if n.startswith("transformer.h.") and p.dim() >= 2}
     assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 1.0, 0.25]
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0, 0.4]
     assert {id(p) for p in groups[2]["params"]} == hidden
-    assert mup.transformer.h[0].attn.scale == 1 / 48
+    assert mup.transformer.h[0].attn.scale == math.sqrt(12) / 48
     x = torch.randn(2, 5, 96)
     torch.testing.assert_close(mup.head(x)[0], sp.head(x)[0] / 4)
 
