@@ -85,7 +85,11 @@ def gone(pid):
 def test_an_interrupted_test_run_kills_its_script(tmp_path):
     """Ctrl-C while a script runs: the script is killed, as subprocess.run kills its child."""
     (tmp_path / "slow.py").write_text("import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(120)\n")
-    code = f"import launch, os; launch.run(['slow.py'], {str(tmp_path)!r}, dict(os.environ), 300)"
+    # Python makes SIGINT a KeyboardInterrupt only where its parent did not ignore it, and a test
+    # worker ignores it now and then (a library thread inside C's system() ignores SIGINT and SIGQUIT
+    # process-wide): the run under test takes the handler a terminal's Python has, explicitly.
+    code = ("import launch, os, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"launch.run(['slow.py'], {str(tmp_path)!r}, dict(os.environ), 300)")
     outer = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(launch.__file__),
                              stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
