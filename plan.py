@@ -152,13 +152,13 @@ def estimate(cfg, model_cfg, world_size):
     cheapest = next(((label, flags) for label, flags, _, _ in STRATEGIES if totals[label] <= budget), None)
     # The same tokens per iteration in fewer, larger micro-steps run faster (larger matrix products,
     # fewer launches): the largest micro-batch that fits with this run's strategy, if larger.
-    fsdp, ckpt = next((fsdp, ckpt) for label, _, fsdp, ckpt in STRATEGIES if label == ours)
     per_rank = cfg.gradient_accumulation_steps // world_size
     largest = None
     for k in (k for k in range(per_rank, 1, -1) if per_rank % k == 0):
         wider = SimpleNamespace(**{**vars(cfg), "batch_size": cfg.batch_size * k,
                                    "gradient_accumulation_steps": cfg.gradient_accumulation_steps // k})
-        if sum(memory(wider, model, world_size, fsdp, ckpt, dtype_bytes, fused).values()) <= budget:
+        if sum(memory(wider, model, world_size, cfg.fsdp, cfg.activation_checkpointing, dtype_bytes,
+                      fused).values()) <= budget:
             largest = (wider.batch_size, wider.gradient_accumulation_steps)
             break
     # the end of an FSDP run: rank 0 gathers an unsharded fp32 copy (after freeing AdamW's moments and
