@@ -207,6 +207,22 @@ def verdicts(groups, margin, refusals=None):
             for a, b in CLAIMS if a in groups and b in groups]
 
 
+def scored_iterations(groups):
+    """The iterations at which every run of groups was scored on the whole validation split (the
+    sweep's score_iters and the end), in order; empty where runs scored only their end."""
+    rs = [r for runs in groups.values() for r in runs]
+    common = set.intersection(*(set(r.summary.get("full_val_loss_at", {})) for r in rs)) if rs else set()
+    return sorted(map(int, common)) if len(common) > 1 else []
+
+
+def at_iteration(groups, it):
+    """groups' runs scored by their model at iteration `it` instead of their best one: the whole
+    split's loss then, and the periodic evaluation's then as the subset score."""
+    return {a: [SimpleNamespace(run=r.run, summary=r.summary, best=r.summary["full_val_loss_at"][str(it)],
+                                subset=next(e["val_loss"] for e in r.evals if e["iter"] == it)) for r in rs]
+            for a, rs in groups.items()}
+
+
 def rate_fits(chosen, seeds):
     """Per tuned activation: a parabola in log(rate) through the mean scores at the chosen rate and
     its two neighbours on the grid (where it has both), and the same through each selection seed's

@@ -16,9 +16,9 @@ from collections import Counter
 import files
 import rundir
 from errors import UserError, run_main
-from evidence import (ALPHA, SUBSET, TUNED, WHOLE, analysed, by_activation, cells, choice, collapse_table,
-                      comparison_table, distinct, duration, hidden_table, load_records, rate_fit_table, rate_fits,
-                      score_of, verdicts)
+from evidence import (ALPHA, SUBSET, TUNED, WHOLE, analysed, at_iteration, by_activation, cells, choice,
+                      collapse_table, comparison_table, distinct, duration, hidden_table, load_records, rate_fit_table,
+                      rate_fits, score_of, scored_iterations, verdicts)
 from figures import plot, plot_rates
 
 def write_csv(records, sweep, path):
@@ -108,8 +108,10 @@ def seeds_text(seeds):
 
 
 def choice_note(sweep, chosen):
-    lines = [f"**Selection.** Each activation's learning rate is the one of lowest mean score over seeds "
-             f"{seeds_text(sweep.seeds)}, which ran at every rate of the grid (the tables above)."]
+    lines = []
+    if not all(c.fixed for c in chosen.values()):
+        lines.append(f"**Selection.** Each activation's learning rate is the one of lowest mean score over seeds "
+                     f"{seeds_text(sweep.seeds)}, which ran at every rate of the grid (the tables above).")
     lines += [f"`{a}` runs at {c.rate:g}, a rate fixed before this sweep (its sweep file says where it comes "
               "from), not chosen here." for a, c in chosen.items() if c.fixed]
     if sweep.heldout_seeds:
@@ -137,19 +139,20 @@ def cell_section(title, rs, sweep):
         judged = {a: c for a, c in chosen.items() if c.runs}  # a sweep in progress may have none judged yet
         groups = {a: c.runs for a, c in judged.items()}
         curves = {f"{a}, lr {c.rate:g}": c.runs for a, c in judged.items()}
-        fits = rate_fits(chosen, sweep.seeds)
-        choices = (chosen, fits)
         unjudged = [f"`{a}` ({c.rate:g})" for a, c in chosen.items() if not c.runs]
         lines += ["", "### Each activation at its chosen learning rate", "", choice_note(sweep, chosen), "",
                   comparison_table(groups, sweep.reference, {a: c.rate for a, c in judged.items()}),
                   *(["", f"No judging run is complete yet at the chosen rate of {', '.join(unjudged)}."]
-                    if unjudged else []),
-                  "", "### The score against the learning rate", "",
-                  "Where the chosen rate has a grid point on both sides, a parabola in log(rate) through the mean "
-                  "scores at those three rates locates the optimum between grid points (a check that the grid "
-                  "brackets it, not a replacement for measured runs); the same fit through each selection seed's "
-                  "own scores shows how firmly (no minimum: those three points curve downward).", "",
-                  rate_fit_table(chosen, fits), "", "![score against learning rate](rates.png)"]
+                    if unjudged else [])]
+        if not all(c.fixed for c in chosen.values()):  # (with every rate fixed, there is no choice to show)
+            fits = rate_fits(chosen, sweep.seeds)
+            choices = (chosen, fits)
+            lines += ["", "### The score against the learning rate", "",
+                      "Where the chosen rate has a grid point on both sides, a parabola in log(rate) through the "
+                      "mean scores at those three rates locates the optimum between grid points (a check that the "
+                      "grid brackets it, not a replacement for measured runs); the same fit through each selection "
+                      "seed's own scores shows how firmly (no minimum: those three points curve downward).", "",
+                      rate_fit_table(chosen, fits), "", "![score against learning rate](rates.png)"]
         refusals = {a: f"the chosen rate of `{a}` ({c.rate:g}) is at the edge of the grid, so its best rate may lie "
                        "beyond it; widen the grid" for a, c in chosen.items() if c.edge}
     else:
@@ -161,6 +164,17 @@ def cell_section(title, rs, sweep):
     found = verdicts(groups, sweep.margin, refusals)
     if found:
         lines += ["", "### Verdicts", "", verdict_rules(sweep.margin), "", *found]
+    iterations = scored_iterations(groups)
+    if found and iterations:
+        lines += ["", "### The verdicts along the run", "",
+                  f"The judged runs' models as they were at iterations {', '.join(f'{i:,}' for i in iterations)} "
+                  "(at the end, the final model rather than the best), each scored on the whole validation split "
+                  "when it was reached, with the same tests: how the differences moved over the budget. The "
+                  "learning rates and the schedule are the whole run's, so an earlier iteration is not a run "
+                  "of that length.", ""]
+        for it in iterations:
+            lines += [f"- at iteration {it:,}:", *(f"  {v}" for v in verdicts(at_iteration(groups, it), sweep.margin,
+                                                                          refusals))]
     if any(r.analysis for r in rs):
         lines += mlp_sections(groups)
     return lines, curves, choices, found

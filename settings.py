@@ -13,6 +13,7 @@ DEFAULTS = dict(
     eval_interval=2000,  # iterations between evaluations (and checkpoints)
     log_interval=1,  # iterations between log lines (each one reads the loss back from the device)
     eval_iters=200,  # batches per split in an evaluation
+    score_iters=[],  # iterations whose evaluation scores the whole validation split too (the end's always does)
     eval_only=False,  # evaluate once, print the losses and exit, writing nothing
     always_save_checkpoint=True,  # write ckpt.pt at every eval, not only when val improves
     init_from="scratch",  # 'scratch', 'resume', 'auto' (resume if out_dir has ckpt.pt), 'gpt2'..'gpt2-xl', a folder
@@ -126,6 +127,10 @@ def validate(cfg):
                         f"{cfg.init_from!r} starts from GPT-2's weights, trained without µP; leave mup_base_width=0")
     if cfg.gpu != "auto" and cfg.gpu not in DATASHEET_PEAK_FLOPS:
         raise UserError(f"gpu={cfg.gpu!r} is not valid; choose auto or one of {', '.join(DATASHEET_PEAK_FLOPS)}")
+    odd = [i for i in cfg.score_iters if not (isinstance(i, int) and i > 0 and i % cfg.eval_interval == 0)]
+    if odd:
+        raise UserError(f"score_iters={cfg.score_iters!r}: {odd[0]!r} is not an evaluation's iteration; give "
+                        f"positive multiples of eval_interval={cfg.eval_interval}")
     if cfg.seed >= 2**63:
         raise UserError(f"seed={cfg.seed} is too large; use a seed below 2**63")
     if cfg.n_embd % cfg.n_head:

@@ -313,8 +313,9 @@ def main(argv):
             failed = execute(sweep, runs, stop)
             if sweep.heldout_seeds and not stop.received:
                 second = judging_runs(sweep, runs)
-                check_runs(sweep, second)
-                failed += execute(sweep, second, stop)
+                if second:  # (none where every activation's rate was fixed before the sweep)
+                    check_runs(sweep, second)
+                    failed += execute(sweep, second, stop)
         if stop.received:
             print("stopped; running the same command again resumes the sweep", file=sys.stderr)
             return 128 + stop.received

@@ -124,10 +124,13 @@ def train(cfg, device, ranks):
             if not all(map(math.isfinite, losses.values())):  # weights no update can bring back
                 raise UserError(f"non-finite evaluation loss at iteration {it} ({losses['train']}, {losses['val']}); "
                                 f"nothing saved; last good checkpoint: {checkpoints.where()}; lower learning_rate")
+            row = dict(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=get_lr(it, cfg))
+            if it in cfg.score_iters:  # every rank: a sharded model's forward is a collective
+                row["full_val_loss"] = whole_split_loss(raw, batches, "val", ctx)[0]
             if ranks.master:
-                print(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-                records.log(dict(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=get_lr(it, cfg),
-                                 wall_s=round(begin.wall(), 3)))
+                print(f"step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                      + (f", whole val split {row['full_val_loss']:.4f}" if "full_val_loss" in row else ""))
+                records.log(dict(row, wall_s=round(begin.wall(), 3)))
             checkpoints.evaluated(it, losses["val"])
             throughput.pause()
         if it >= cfg.max_iters:
@@ -236,14 +239,15 @@ def finish(cfg, device, ranks, run, batches, records, throughput, ctx, decided):
     )
     # what the MLPs do, measured now, while the model is at hand (reports read this file)
     result = analysis.analyse(model, list(batches.eval("val", analysis.BATCHES)))
-    summary.update(whole_split_scores(cfg, model, batches, ctx, best["iter"] if best is not final else None))
+    best_iter = best["iter"] if best is not final else None
+    summary.update(whole_split_scores(cfg, model, batches, records, ctx, best_iter))
     rundir.write_json(cfg.out_dir, rundir.ANALYSIS, result)
     rundir.write_json(cfg.out_dir, rundir.SUMMARY, summary)
     print(f"best val loss {summary['best_val_loss']:.4f}; summary in {rundir.path(cfg.out_dir, rundir.SUMMARY)}")
     records.close()
 
 
-def whole_split_scores(cfg, model, batches, ctx, best_iter):
+def whole_split_scores(cfg, model, batches, records, ctx, best_iter):
     """The final model's loss on the whole validation split and, when an earlier evaluation was
     better (best_iter), best.pt's: the scores the sweeps' verdicts use. None for the best model
     when best.pt is not that evaluation's (the best was the initial model, which is not saved)."""
@@ -259,7 +263,10 @@ def whole_split_scores(cfg, model, batches, ctx, best_iter):
         if state.get("iter_num") == best_iter:
             model.load_state_dict(state["model"])
             best = whole_split_loss(model, batches, "val", ctx)[0]
-    return dict(best_full_val_loss=best, final_full_val_loss=final, full_val_tokens=tokens)
+    # the model as it was at each of score_iters, then at the end: the verdict along one run
+    along = {str(e["iter"]): e["full_val_loss"] for e in records.evals if "full_val_loss" in e}
+    return dict(best_full_val_loss=best, final_full_val_loss=final, full_val_tokens=tokens,
+                full_val_loss_at={**along, str(cfg.max_iters): final})
 
 
 class Throughput:

@@ -148,6 +148,8 @@ CASES = [
     ("resume past max_iters", lambda t, c: ["train.py", *tiny(c, CHARS, init_from="resume", max_iters=2)], {},
      "is at iteration 4, past max_iters=2; to train it further give --max_iters (and --lr_decay_iters) above 4, "
      "or --eval_only=True to evaluate it"),
+    ("score at no evaluation", lambda t, c: ["train.py", *new_out(t), "--eval_interval=5", "--score_iters=[10, 12]"],
+     {}, "score_iters=[10, 12]: 12 is not an evaluation's iteration; give positive multiples of eval_interval=5"),
     ("plan for an unknown GPU", lambda t, c: ["train.py", *new_out(t), "--dry_run=True", "--gpu=B300"], {},
      "gpu='B300' is not valid; choose auto or one of H200, H100"),
     ("train into an out_dir that is a file",

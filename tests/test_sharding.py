@@ -15,13 +15,14 @@ import pytest
 from conftest import REPO, read_metrics, run, tiny, torchrun_workers
 
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
-# 24 iterations of 4 global micro-steps with dropout, evaluated every 8
-FLAGS = dict(gradient_accumulation_steps=4, dropout=0.1, max_iters=24, eval_interval=8, lr_decay_iters=24)
+# 24 iterations of 4 global micro-steps with dropout, evaluated every 8, the whole split scored at 8 and 16
+FLAGS = dict(gradient_accumulation_steps=4, dropout=0.1, max_iters=24, eval_interval=8, lr_decay_iters=24,
+             score_iters=[8, 16])
 RTOL = 1e-5  # only the order of float32 additions differs (the gradient reduction, the loss average)
 
 
 def losses(folder):
-    return [(m["iter"], k, m[k]) for m in read_metrics(folder) for k in ("loss", "val_loss") if k in m]
+    return [(m["iter"], k, m[k]) for m in read_metrics(folder) for k in ("loss", "val_loss", "full_val_loss") if k in m]
 
 
 def assert_close(got, want):

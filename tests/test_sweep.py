@@ -287,6 +287,31 @@ def test_heldout_seeds_run_at_each_activations_chosen_rate_only(two_stage):
     assert "GELU vs ReLU: **no verdict**: the chosen rate of `gelu`" in text  # a two-rate grid is all edges
 
 
+def test_fixed_rates_scored_along_the_run(tmp_path, char_dataset):
+    """Every rate fixed, each run scored at iteration 2 as well as its end: the sweep runs the judging
+    seeds alone, claims no selection, and gives the verdicts at iteration 2 from the scores there."""
+    path = write_sweep(tmp_path, char_dataset, name="fx", activations=["gelu", "relu"], seeds=[1],
+                       heldout_seeds=[3, 4], fixed_rates={"gelu": 3e-3, "relu": 1e-3},
+                       grid={"learning_rate": [1e-3, 3e-3]}, overrides=dict(score_iters=[2]))
+    out = run_sweep(path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    folder = tmp_path / "results" / "fx"
+    done = summaries(str(folder / "runs"))
+    assert sorted(done) == ["gelu-lr3e-3-s3", "gelu-lr3e-3-s4", "relu-lr1e-3-s3", "relu-lr1e-3-s4"]
+    text = (folder / "report.md").read_text()
+    assert "**Selection.**" not in text and "### The score against the learning rate" not in text
+    assert not (folder / "rates.png").exists()
+    along = text.split("### The verdicts along the run")[1]
+    at2 = along.split("- at iteration 2:")[1].split("- at iteration 4:")[0]
+    gaps = [done[f"gelu-lr3e-3-s{s}"]["full_val_loss_at"]["2"] - done[f"relu-lr1e-3-s{s}"]["full_val_loss_at"]["2"]
+            for s in (3, 4)]
+    assert f"GELU − ReLU = {sum(gaps) / 2:+.4f}" in at2
+    at4 = along.split("- at iteration 4:")[1]
+    gaps = [done[f"gelu-lr3e-3-s{s}"]["final_full_val_loss"] - done[f"relu-lr1e-3-s{s}"]["final_full_val_loss"]
+            for s in (3, 4)]
+    assert f"GELU − ReLU = {sum(gaps) / 2:+.4f}" in at4
+
+
 def test_a_sweep_in_progress_reports_its_selection_before_any_judge(two_stage, tmp_path):
     """Selection complete, no held-out run yet (a sweep stopped between its stages): the report
     shows the choice, names the judging runs still missing and gives no verdict."""

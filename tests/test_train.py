@@ -70,6 +70,24 @@ def test_resume_continues_from_iter_num(trained, char_dataset, tmp_path):
     assert checkpoint.load(str(out / "ckpt.pt"))["iter_num"] == 35
 
 
+def test_score_iters_score_the_model_of_that_iteration(char_dataset, tmp_path):
+    """Scoring the whole split at iterations 10 and 20 changes nothing of the training, and each score
+    is the one a run ending there (same schedule) gives its final model."""
+    summaries, metrics = {}, {}
+    for name, more in (("plain", {}), ("scored", dict(score_iters="[10, 20]")), ("short", dict(max_iters=20))):
+        r = run("train.py", *tiny(tmp_path / name, char_dataset, **more))
+        assert r.returncode == 0, r.stderr
+        summaries[name] = json.loads((tmp_path / name / "summary.json").read_text())
+        metrics[name] = [{k: v for k, v in m.items() if k not in ("wall_s", "ms_per_iter", "tokens_per_s")}
+                         for m in read_metrics(tmp_path / name)]
+    scores = {m["iter"]: m.pop("full_val_loss") for m in metrics["scored"] if "full_val_loss" in m}
+    assert metrics["scored"] == metrics["plain"]
+    assert set(scores) == {10, 20}
+    at = summaries["scored"]["full_val_loss_at"]
+    assert at == {"10": scores[10], "20": scores[20], "30": summaries["plain"]["final_full_val_loss"]}
+    assert at["20"] == summaries["short"]["final_full_val_loss"]
+
+
 def test_sample_prints_text(trained):
     """Char-level: each sample is the prompt and exactly max_new_tokens characters of the training
     text's vocabulary; the seed fixes the text, and each sample is drawn anew."""
