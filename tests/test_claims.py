@@ -1,0 +1,87 @@
+"""README's verdicts say what the committed reports compute: for each "The verdict at <size>" section,
+the size is the judged models' parameter count, each row's scores, difference, interval and verdict
+word are the report's, the headline on the claim follows from the report's verdict, and the rows of
+the published-comparison table that cite these runs agree with them. (The reports themselves are
+checked against the run records by test_sweep.py.)"""
+
+import re
+
+import pytest
+from conftest import REPO
+
+README = (REPO / "README.md").read_text()
+SECTIONS = re.findall(r"\*\*The verdict at ([\d.]+)M\*\* \(\[`(results/[\w]+/report\.md)`\]", README)
+NUM = r"[+−-]?\d+\.\d+"
+
+
+def number(text):
+    return float(text.replace("−", "-"))
+
+
+def report_of(path):
+    """The report's chosen-rate table rows and verdict lines: {activation: cells}, {(a, b): (word, mean, lo, hi)}."""
+    text = (REPO / path).read_text()
+    table = text.split("### Each activation at its chosen learning rate")[1].split("###")[0]
+    rows = {cells[0].strip("`"): cells for line in table.splitlines() if line.startswith("| `")
+            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+    verdicts = {(a, b): (word, number(mean), number(lo), number(hi)) for a, b, word, mean, lo, hi in re.findall(
+        rf"^- (\S+) vs (\S+): \*\*(.+?)\*\*: \S+ − \S+ = ({NUM}), 95% CI \[({NUM}), ({NUM})\]",
+        text.split("### Verdicts")[1], re.M)}
+    return rows, verdicts
+
+
+def readme_rows(text):
+    return {cells[0].strip("`"): cells for line in text.splitlines() if line.startswith("| `")
+            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+
+
+def test_every_verdict_section_is_checked():
+    assert [size for size, _ in SECTIONS] == ["0.80", "4.7"]
+
+
+@pytest.mark.parametrize("size, path", SECTIONS, ids=[s for s, _ in SECTIONS])
+def test_readme_verdict_is_the_reports(size, path):
+    text = README[README.index(f"**The verdict at {size}M**"):]
+    text = text[:text.index("\n\n**", 1)]  # up to the next bold-led paragraph
+    rows, verdicts = report_of(path)
+    mine = readme_rows(text)
+    assert float(f"{int(rows['gelu'][8].replace(',', '')) / 1e6:.2g}") == float(size), "the size is the model's"
+    for activation in ("gelu", "relu", "none"):
+        rate, score = mine[activation][1:3]
+        assert float(rate) == float(rows[activation][1]) and score == rows[activation][3]
+    gelu_relu = verdicts["GELU", "ReLU"]
+    # README gives ReLU − GELU; the report's verdict line GELU − ReLU.
+    delta, lo, hi = map(number, re.fullmatch(rf"({NUM}) \[({NUM}), ({NUM})\]", mine["relu"][3]).groups())
+    assert (delta, lo, hi) == (-gelu_relu[1], -gelu_relu[3], -gelu_relu[2])
+    assert mine["relu"][6] == f"**{gelu_relu[0]}**"
+    none_gelu, none_relu = verdicts["'none'", "GELU"], verdicts["'none'", "ReLU"]
+    assert mine["none"][3] == f"{none_gelu[1]:+.4f} [{none_gelu[2]:+.4f}, {none_gelu[3]:+.4f}]".replace("-", "−")
+    assert mine["none"][6] == (f"**{none_gelu[0]}** (and ReLU: {none_relu[1]:+.4f} "
+                               f"[{none_relu[2]:+.4f}, {none_relu[3]:+.4f}])").replace("-", "−")
+
+    claim = re.search(r'\*\*"GELU trains better than ReLU": (.+?)\*\*', text, re.S)[1]
+    if gelu_relu[0] == "GELU better":
+        assert claim.startswith(f"supported at {size}M")
+    else:
+        assert claim.startswith(f"not supported at {size}M")
+        if gelu_relu[0] == "ReLU better":
+            assert "ReLU better" in claim
+    collapse = re.search(r'\*\*"Without an activation the model underperforms": (.+?)\*\*', text)[1]
+    holds = none_gelu[0] == "GELU better" and none_relu[0] == "ReLU better"
+    assert collapse == ("supported" if holds else "not supported")
+
+
+@pytest.mark.parametrize("size, path", SECTIONS, ids=[s for s, _ in SECTIONS])
+def test_published_comparison_rows_cite_the_reports(size, path):
+    rows, verdicts = report_of(path)
+    judged = [cells for line in README.splitlines() if line.startswith("| ")
+              for cells in [[c.strip() for c in line.strip("|").split("|")]]
+              if "held-out seeds" in cells[0] and cells[1].startswith(f"{size}M")]
+    assert len(judged) == 1, f"one row of the published comparison cites the {size}M verdict"
+    cells = judged[0]
+    relu, gelu = (re.fullmatch(r"(\d\.\d+) \((\d\.\d+)\)", c).groups() for c in cells[2:4])
+    assert " ± ".join(relu) == rows["relu"][3] and " ± ".join(gelu) == rows["gelu"][3]
+    gap, word = cells[4].split(": ", 1)
+    mean = verdicts["GELU", "ReLU"][1]
+    assert number(gap) == round(mean, len(gap.split(".")[1]))
+    assert word == verdicts["GELU", "ReLU"][0]
