@@ -181,18 +181,26 @@ def plan(sweep):
     return runs
 
 
+def waiting(sweep, runs):
+    """The selection runs not complete yet (still to run, running or failed), per tuned activation
+    that has any: its judging waits for them."""
+    tuned = set(sweep.activations) - set(sweep.fixed_rates)
+    out = {}
+    for r in runs:
+        if r.activation in tuned and not rundir.is_complete(r.dir):
+            out.setdefault(r.activation, []).append(r.name)
+    return out
+
+
 def judging_runs(sweep, runs):
     """The second stage: the held-out seeds at the learning rate each tuned activation chose (in
     each cell of the other axes), for every activation whose first-stage runs are all complete."""
     if not sweep.heldout_seeds:
         return []
     records, _ = evidence.load_records(runs)
-    chosen = {}
-    for key, rs in evidence.cells(records, sweep).items():
-        for activation, c in evidence.choice(rs, sweep).items():
-            stage = [r for r in runs if r.activation == activation and cell_of(r, sweep) == key]
-            if not c.fixed and all(rundir.is_complete(r.dir) for r in stage):
-                chosen[key, activation] = c.rate
+    blocked = waiting(sweep, runs)
+    chosen = {(key, activation): c.rate for key, rs in evidence.cells(records, sweep).items()
+              for activation, c in evidence.choice(rs, sweep).items() if not c.fixed and activation not in blocked}
     tuned = [a for a in sweep.activations if a not in sweep.fixed_rates]
     return [r for r in grid_runs(sweep, tuned, sweep.heldout_seeds, sweep.grid)
             if chosen.get((cell_of(r, sweep), r.activation)) == r.axes[evidence.TUNED]]
@@ -312,6 +320,9 @@ def main(argv):
         with StopRequest() as stop:
             failed = execute(sweep, runs, stop)
             if sweep.heldout_seeds and not stop.received:
+                for activation, names in waiting(sweep, runs).items():
+                    print(f"the judging runs of {activation} wait for its selection run(s) {', '.join(names)}, "
+                          "not complete", file=sys.stderr)
                 second = judging_runs(sweep, runs)
                 if second:  # (none where every activation's rate was fixed before the sweep)
                     check_runs(sweep, second)

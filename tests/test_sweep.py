@@ -524,3 +524,51 @@ def test_judging_seeds_take_no_part_in_the_choice(tmp_path):
     assert chosen.rate == 3e-3 and not chosen.edge
     assert [r.run.seed for r in chosen.runs] == [3] and {r.run.seed for r in chosen.selection} == {1, 2}
     assert [r.name for r in sweep.judging_runs(s, runs)] == ["gelu-lr3e-3-s3"]
+
+
+def test_judging_waits_for_every_selection_run_of_its_activation(tmp_path, char_dataset, monkeypatch):
+    """One selection run of gelu not complete (failed, or still running: no complete summary) holds
+    back gelu's judging runs, even one left complete on disk: none is launched, none reaches the
+    report, and the sweep names the run it waits for; relu, whose selection is complete, is judged."""
+    path = write_sweep(tmp_path, char_dataset, name="st", activations=["gelu", "relu"], seeds=[1, 2],
+                       heldout_seeds=[3], grid={"learning_rate": [1e-3, 3e-3, 1e-2]})
+    runs_dir = tmp_path / "results" / "st" / "runs"
+    for activation in ("gelu", "relu"):
+        for lr, full in ((1e-3, 1.90), (3e-3, 1.70), (1e-2, 1.80)):
+            for seed in (1, 2):
+                if (activation, lr, seed) != ("gelu", 1e-2, 2):
+                    fake_run(runs_dir / f"{activation}-lr{sweep.label(lr)}-s{seed}", activation, lr, seed, full)
+    (runs_dir / "gelu-lr1e-2-s2").mkdir()
+    (runs_dir / "gelu-lr1e-2-s2" / "train.log").write_text("Traceback: it failed\n")
+    fake_run(runs_dir / "gelu-lr3e-3-s3", "gelu", 3e-3, 3, 1.71)  # a judge left from an earlier attempt
+    launched, reported = [], []
+    monkeypatch.setattr(sweep, "execute", lambda s, runs, stop: launched.append([r.name for r in runs]) or [])
+    monkeypatch.setattr(sweep.report, "write", lambda s, runs, command: reported.extend(r.name for r in runs)
+                        or ("report.md", []))
+    out = run_sweep(path)
+    assert out.returncode == 0, out.stderr
+    assert launched[1] == ["relu-lr3e-3-s3"]
+    assert "gelu-lr3e-3-s3" not in reported and "relu-lr3e-3-s3" in reported
+    assert "the judging runs of gelu wait for its selection run(s) gelu-lr1e-2-s2, not complete" in out.stderr
+
+    fake_run(runs_dir / "gelu-lr1e-2-s2-done", "gelu", 1e-2, 2, 1.80)  # the failed run, completed on a retry
+    shutil.rmtree(runs_dir / "gelu-lr1e-2-s2")
+    (runs_dir / "gelu-lr1e-2-s2-done").rename(runs_dir / "gelu-lr1e-2-s2")
+    launched.clear()
+    assert run_sweep(path).returncode == 0
+    assert launched[1] == ["gelu-lr3e-3-s3", "relu-lr3e-3-s3"]
+
+
+@pytest.mark.parametrize("best", [1e-3, 1e-2])
+def test_a_rate_chosen_at_either_edge_of_the_grid_is_marked_as_such(tmp_path, best):
+    scores = {(lr, seed): dict(best_full=1.70 if lr == best else 1.80) for seed in (1, 2) for lr in (1e-3, 3e-3, 1e-2)}
+    s = selection_sweep(tmp_path, scores)
+    records, _ = evidence.load_records(sweep.plan(s))
+    chosen = evidence.choice(records, s)["gelu"]
+    assert chosen.rate == best and chosen.edge
+    scores[best, 1] = scores[best, 2] = dict(best_full=1.75)
+    scores[3e-3, 1] = scores[3e-3, 2] = dict(best_full=1.60)
+    inner = selection_sweep(tmp_path / "inner", scores)
+    records, _ = evidence.load_records(sweep.plan(inner))
+    chosen = evidence.choice(records, inner)["gelu"]
+    assert chosen.rate == 3e-3 and not chosen.edge
