@@ -358,3 +358,38 @@ def test_the_collapse_check_compares_the_folded_model_with_the_unfolded_one(monk
 
         monkeypatch.setattr(model_module.MLP, "folded", doubled)
         assert analysis.collapse(gpt, batch)["diff"] > 1e-3
+
+
+def test_hidden_unit_statistics_match_values_worked_out_by_hand():
+    """analysis.json's unit statistics on two one-feature MLPs (relu, then none) with hand-set weights:
+    pre-activations w·x + b for unit weights (1, -1, 0, 2) and biases (0, 0, -1, -3), on a batch of
+    tokens x = 1, -2, 0.5 and then one of x = 3. Units 0 and 1 fire on some tokens only, unit 3 on the
+    second batch only, unit 2 never: one unit in four is dead in both layers."""
+    import analysis
+    import model as model_module
+
+    mlps = []
+    for activation in ("relu", "none"):
+        mlp = model_module.MLP(model_module.GPTConfig(n_embd=1, n_head=1, activation=activation))
+        with torch.no_grad():
+            mlp.c_fc.weight.copy_(torch.tensor([[1.0], [-1.0], [0.0], [2.0]]))
+            mlp.c_fc.bias.copy_(torch.tensor([0.0, 0.0, -1.0, -3.0]))
+        mlps.append(mlp)
+
+    class Stand(torch.nn.Module):  # each MLP sees the batch's tokens as its input
+        def __init__(self):
+            super().__init__()
+            self.transformer = SimpleNamespace(h=[SimpleNamespace(mlp=m) for m in mlps])
+
+        def forward(self, x, y):
+            return [m(x) for m in mlps]
+
+    batches = [(torch.tensor([[[1.0], [-2.0], [0.5]]]), None), (torch.tensor([[[3.0]]]), None)]
+    with torch.no_grad():
+        got = analysis.hidden_units(Stand(), batches)
+    # relu outputs: unit 0: 1, 0, 0.5 | 3; unit 1: 0, 2, 0 | 0; unit 2: 0, 0, 0 | 0; unit 3: 0, 0, 0 | 3
+    relu = dict(dead=0.25, mean=9.5 / 16, zeros=11 / 16, abs=9.5 / 16)
+    # none: unit 0: 1, -2, 0.5 | 3; unit 1: -1, 2, -0.5 | -3; unit 2: -1, -1, -1 | -1; unit 3: -1, -7, -2 | 3
+    none = dict(dead=0.25, mean=-11 / 16, zeros=0.0, abs=30 / 16)
+    assert got["layers"] == [pytest.approx(relu), pytest.approx(none)]
+    assert got["mean"] == pytest.approx({k: (relu[k] + none[k]) / 2 for k in relu})
