@@ -1,6 +1,7 @@
 """
 Files written whole or not at all. Each is written to a temporary file beside its target, flushed,
-fsynced and renamed over it, so a process killed midway leaves the previous file as it was; the
+fsynced and renamed over it, and the folder fsynced after the rename, so a process killed midway
+leaves the previous file as it was and a power cut after the rename cannot leave an empty file; the
 data scripts, checkpoints, run records and exports all write this way. A write that fails (a full
 disk, a quota, a file-size limit) is one line saying which file, how much it needed and had, and
 that the previous file is intact. No torch here: the data scripts use it too.
@@ -42,7 +43,18 @@ def atomic_writes(writers, needs=None):
         raise UserError(failed_write(path, cause, written, (needs or {}).get(path))) from None
     for path, tmp in tmps.items():
         os.replace(tmp, path)
+    for folder in {os.path.dirname(os.path.abspath(p)) for p in tmps}:
+        sync_folder(folder)
     return results
+
+
+def sync_folder(folder):
+    """fsync a folder, so that the renames in it outlive a power cut (the files' data is synced before)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path, write, needs=None):
@@ -89,6 +101,7 @@ def atomic_folder(path, write):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    sync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def keep_copy(src, dst):

@@ -146,3 +146,36 @@ def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path):
     assert r.returncode == 1 and "this ran while loading" not in r.stdout
     assert r.stderr.startswith(f"error: refusing to load {tmp_path}/ckpt.pt: it holds objects other than tensors")
     assert r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "record"])
+def test_a_file_is_on_disk_before_it_replaces_its_target_and_the_rename_after(what, tmp_path, monkeypatch):
+    """A checkpoint save and a record write: the temporary file is fsynced before it is renamed over
+    the target, and the folder after, so a power cut cannot leave an empty file under either name."""
+    import rundir
+
+    events, fsync, replace = [], os.fsync, os.replace
+
+    def synced(fd):
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def replaced(src, dst):
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "replace", replaced)
+    folder = os.path.realpath(tmp_path)
+    if what == "checkpoint":
+        target = os.path.join(folder, "ckpt.pt")
+        checkpoint.save({"w": torch.ones(3)}, target)
+    else:
+        target = rundir.path(folder, rundir.SUMMARY)
+        rundir.write_json(folder, rundir.SUMMARY, {"complete": True})
+    renames = [e for e in events if e[0] == "replace"]
+    assert len(renames) == 1 and renames[0][2] == target
+    tmp = renames[0][1]
+    at = events.index(renames[0])
+    assert ("fsync", tmp) in events[:at], "the temporary file is synced before the rename"
+    assert ("fsync", folder) in events[at + 1:], "the folder is synced after the rename"
