@@ -393,3 +393,39 @@ def test_hidden_unit_statistics_match_values_worked_out_by_hand():
     none = dict(dead=0.25, mean=-11 / 16, zeros=0.0, abs=30 / 16)
     assert got["layers"] == [pytest.approx(relu), pytest.approx(none)]
     assert got["mean"] == pytest.approx({k: (relu[k] + none[k]) / 2 for k in relu})
+
+
+def test_a_skipped_update_leaves_weights_moments_and_step_count_as_they_were(char_dataset, tmp_path):
+    """nonfinite='skip', finite weights, one poisoned batch whose gradient alone is infinite: the
+    weights, AdamW's moments and its step counts are exactly as before that iteration, and training
+    goes on with finite losses."""
+    cfg = config(char_dataset, tmp_path, nonfinite="skip")
+    model, optimizer, scaler, batches = build(cfg)
+
+    class Poisoned(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model, self.poison = model, False
+
+        def forward(self, x, y):
+            logits, loss = self.model(x, y)
+            return logits, loss * float("inf") if self.poison else loss
+
+    poisoned = Poisoned()
+    run_step = step(poisoned, optimizer, scaler, batches, cfg)
+    for it in range(3):
+        assert run_step(it)[2].item() == 0.0
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
+    assert state and all(s["step"].item() == 3 for s in state.values())
+    poisoned.poison = True
+    loss, norm, skipped = run_step(3)
+    assert skipped.item() == 1.0 and not torch.isfinite(norm)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    for p, s in optimizer.state.items():
+        assert all(torch.equal(v, state[id(p)][k]) for k, v in s.items())
+    poisoned.poison = False
+    for it in range(4, 7):
+        loss, norm, skipped = run_step(it)
+        assert torch.isfinite(loss) and torch.isfinite(norm) and skipped.item() == 0.0
+    assert all(s["step"].item() == 6 for s in optimizer.state.values())
