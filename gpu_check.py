@@ -11,6 +11,8 @@ Each check runs the project's own scripts as a user would, in subprocesses, on t
   torchrun   every visible GPU (nccl) against one process doing the same global batch
   fsdp       the same over every GPU with FSDP2 and activation checkpointing, against DDP
   kv cache   sampling with and without the KV cache gives identical tokens
+  float16    the train run in float16 (GradScaler) beside float32: the gradient norms logged over the
+             first iterations agree (they are the unscaled ones that clipping saw), the losses end alike
   bench      bench.py on GPT-2 124M at batch 12 x 1024, compiled bf16: ms/iter, tokens/s, MFU
   memory     the dry run's memory estimate for that 124M run beside its measured peak, eager and
              compiled: FAIL when the peak is above the plan, or the plan over 1.15x the peak
@@ -43,7 +45,9 @@ or a connection to fetch them: the first line of its output says what is missing
 the script is known to work before a GPU is paid for.
 """
 
+import itertools
 import json
+import math
 import os
 import shutil
 import signal
@@ -77,6 +81,9 @@ TINY = dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=8, dropout
 STEP_GOAL = 1.15  # our training step at batch 12 against nanoGPT's compiled one
 RUN_GOAL = 1.3  # our 124M config as users run it (the largest micro-batch that fits) against nanoGPT's batch 12
 MEMORY_SLACK = 1.15  # the most the memory plan may exceed the measured peak
+FP16_EARLY = 5  # logged iterations whose gradient norms float16 and float32 must share (before rounding compounds)
+FP16_NORM_RTOL = 0.05  # float16's rounding of activations moves a norm by far less; loss scaling by 65536x
+FP16_LOSS_TOL = 0.05  # float16 against float32 after the train run's iterations
 SAMPLE_GOALS = {CHAR: 5.0, "config/gpt2_124m_gelu.py": 4.0}  # tokens/s with the KV cache against none
 
 
@@ -163,6 +170,24 @@ class Checks:
         return after <= RESUME_TOLERANCE, (
             f"stopped at iteration {at}; largest loss difference from the uninterrupted run {before:.2e} before "
             f"the stop (run-to-run non-determinism alone), {after:.2e} after (tolerance {RESUME_TOLERANCE})")
+
+    def float16(self):
+        runs = {}
+        for dtype in ("float16", "float32"):
+            r = self.sh("train.py", *self.train_args(dtype, dtype=dtype, compile=False, log_interval=1))
+            if r.returncode:
+                return False, f"the {dtype} run exited {r.returncode}"
+            runs[dtype] = rundir.read_metrics(os.path.join(self.out, dtype))[0]
+        norms = [(m["grad_norm"], n["grad_norm"]) for m, n in zip(*runs.values()) if "grad_norm" in m][:FP16_EARLY]
+        early = list(itertools.takewhile(lambda p: math.isfinite(p[0]), norms))
+        if len(early) < 3:
+            return False, f"float16 had a non-finite gradient norm at logged iteration {len(early)}"
+        worst = max(abs(a / b - 1) for a, b in early)
+        ends = [rundir.evaluations(rs)[-1]["val_loss"] for rs in runs.values()]
+        return worst <= FP16_NORM_RTOL and abs(ends[0] - ends[1]) <= FP16_LOSS_TOL, (
+            f"gradient norms of iterations 0-{len(early) - 1}: float16/float32 - 1 at most {worst:.1e} "
+            f"(tolerance {FP16_NORM_RTOL}; a scaled norm would be ~{2 ** 16}x); val loss {ends[0]:.4f} against "
+            f"{ends[1]:.4f} (tolerance {FP16_LOSS_TOL})")
 
     def gpu_to_cpu(self):
         src, dst = os.path.join(self.out, "train"), os.path.join(self.out, "cpu")
@@ -448,8 +473,8 @@ class Checks:
 
 
 CHECKS = {"train": Checks.train, "resume": Checks.resume, "gpu->cpu": Checks.gpu_to_cpu, "kv cache": Checks.kv_cache,
-          "torchrun": Checks.torchrun, "fsdp": Checks.fsdp, "bench": Checks.bench, "memory": Checks.memory,
-          "memory compiled": lambda c: c.memory(compile=True), "plan": Checks.plan}
+          "float16": Checks.float16, "torchrun": Checks.torchrun, "fsdp": Checks.fsdp, "bench": Checks.bench,
+          "memory": Checks.memory, "memory compiled": lambda c: c.memory(compile=True), "plan": Checks.plan}
 TRAINED = ["train", "resume", "gpu->cpu", "kv cache"]  # the checks that use the train check's run
 
 

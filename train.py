@@ -136,7 +136,7 @@ def train(cfg, device, ranks):
         if it >= cfg.max_iters:
             break
 
-        loss, _, skipped = step(it)
+        loss, norm, skipped = step(it)
         nonfinite.add(skipped, it)
         throughput.step()
 
@@ -152,7 +152,7 @@ def train(cfg, device, ranks):
                 mfu = f", mfu {100 * raw.estimate_mfu(tokens_per_s, peak, ranks.world_size):.1f}%" if peak else ""
                 print(f"iter {it}: loss {lossf:.4f}, lr {lr:.3e}, {dt * 1000:.1f} ms/iter, "
                       f"{tokens_per_s:,.0f} tokens/s{mfu}")
-                records.log(dict(iter=it, loss=lossf, lr=lr, ms_per_iter=round(dt * 1000, 3),
+                records.log(dict(iter=it, loss=lossf, lr=lr, grad_norm=norm.item(), ms_per_iter=round(dt * 1000, 3),
                                  tokens_per_s=round(tokens_per_s, 1), wall_s=round(begin.wall(), 3)))
         it += 1
 

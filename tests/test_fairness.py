@@ -429,3 +429,21 @@ def test_a_skipped_update_leaves_weights_moments_and_step_count_as_they_were(cha
         loss, norm, skipped = run_step(it)
         assert torch.isfinite(loss) and torch.isfinite(norm) and skipped.item() == 0.0
     assert all(s["step"].item() == 6 for s in optimizer.state.values())
+
+
+def test_clipping_under_a_loss_scaler_clips_the_unscaled_gradients(char_dataset, tmp_path):
+    """float16 training scales the loss (GradScaler); clipping must see the gradients unscaled. With
+    the scaler on (a power-of-two scale, float32 compute: scaling and unscaling are exact), the norm
+    a step returns, which train.py logs, and the weights after it equal a float32 step clipped at
+    grad_clip, and the clipping is active."""
+    cfg = config(char_dataset, tmp_path, grad_clip=0.05)
+    plain_model, plain_opt, plain_scaler, batches = build(cfg)
+    model, optimizer, _, _ = build(cfg)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, enabled=True)
+    for it in range(3):
+        _, want, _ = step(plain_model, plain_opt, plain_scaler, batches, cfg)(it)
+        _, got, skipped = step(model, optimizer, scaler, batches, cfg)(it)
+        assert want > cfg.grad_clip and skipped.item() == 0.0
+        assert got.item() == pytest.approx(want.item(), rel=1e-6)
+        for (name, a), b in zip(plain_model.state_dict().items(), model.state_dict().values()):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7, msg=f"{name} after iteration {it}")

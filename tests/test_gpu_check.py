@@ -12,7 +12,8 @@ from conftest import HAS_FUSED_LOSS, run
 
 import gpu_check
 
-CHECKS = ("train", "resume", "gpu->cpu", "kv cache", "torchrun", "fsdp", "bench", "memory", "memory compiled", "plan")
+CHECKS = ("train", "resume", "gpu->cpu", "kv cache", "float16", "torchrun", "fsdp", "bench", "memory",
+          "memory compiled", "plan")
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +56,14 @@ def test_every_check_passes_in_a_cpu_rehearsal(rehearsal):
     what = dict((name, text) for name, _, text in rows)
     assert "every loss bitwise equal to the uninterrupted run" in what["resume"]  # the CPU is deterministic
     assert "identical tokens: yes" in what["kv cache"]
+    assert re.search(r"gradient norms of iterations 0-4: float16/float32 - 1 at most \S+ \(tolerance 0.05;",
+                     what["float16"])
     assert "1,556,840,000 parameters: 50.74 GiB per GPU under DDP; on 8 x 40 GB: FSDP (--fsdp=True)" in what["plan"]
     assert "2 ranks (gloo, fsdp=True, activation_checkpointing=True) vs ddp" in what["fsdp"]
     assert re.search(r"planned [\d.]+ GiB; nothing to measure on a CPU", what["memory"])
     # every command the checks ran exited 0
     exits = re.findall(r"\(exit (\d+), \d+ s\)", log)
-    assert "4 of 4 checks passed, 0 failed" in first and "6 of 6 checks passed, 0 failed" in more
+    assert "4 of 4 checks passed, 0 failed" in first and "7 of 7 checks passed, 0 failed" in more
     assert len(exits) >= 12 and set(exits) == {"0"}
     assert "(exit 143)" in log  # the resume check's SIGTERM
 

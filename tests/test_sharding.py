@@ -21,8 +21,11 @@ FLAGS = dict(gradient_accumulation_steps=4, dropout=0.1, max_iters=24, eval_inte
 RTOL = 1e-5  # only the order of float32 additions differs (the gradient reduction, the loss average)
 
 
+KEYS = ("loss", "grad_norm", "train_loss", "val_loss", "full_val_loss")  # of the log lines and evaluations
+
+
 def losses(folder):
-    return [(m["iter"], k, m[k]) for m in read_metrics(folder) for k in ("loss", "val_loss", "full_val_loss") if k in m]
+    return [(m["iter"], k, m[k]) for m in read_metrics(folder) for k in KEYS if k in m]
 
 
 def assert_close(got, want):
