@@ -219,7 +219,8 @@ def check_dataset(dataset):
     for split in ("train", "val"):
         path = os.path.join(data_dir, f"{split}.bin")
         if not os.path.isfile(path):
-            script = os.path.join(data_dir, "prepare.py")
+            # the dataset's own script; data/prose/prepare.py writes the prose_* datasets
+            script = os.path.join(DATA_ROOT, "prose" if dataset.startswith("prose_") else data_dir, "prepare.py")
             how = f"python {script}" if os.path.isfile(script) else "python data/prepare_text.py (see README)"
             raise UserError(f"dataset {dataset!r} has no {path}; prepare it first: {how}")
 

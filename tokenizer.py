@@ -1,8 +1,9 @@
 """
-Tokenizers: a dataset's characters or GPT-2's BPE (tiktoken), one place for both.
+Tokenizers: a dataset's characters, a BPE trained for it, or GPT-2's BPE (tiktoken), one place for all.
 
-A char-level dataset keeps its vocabulary in meta.json (its characters, in id order); a dataset
-without one is GPT-2 BPE. Checkpoints carry their tokenizer (Tokenizer.state), so a model samples
+A char-level dataset keeps its vocabulary in meta.json (its characters, in id order), one with its
+own BPE keeps it in tokenizer.json (the `tokenizers` library's format); a dataset with neither is
+GPT-2 BPE. Checkpoints carry their tokenizer (Tokenizer.state), so a model samples
 and exports with the vocabulary it was trained on, whatever its dataset folder holds later.
 Datasets prepared before meta.json have meta.pkl, which is read without running any code.
 """
@@ -16,6 +17,8 @@ from errors import UserError
 EOT = 50256  # GPT-2's <|endoftext|>
 GPT2_VOCAB = 50304  # GPT-2's 50257 tokens padded up to a multiple of 64, for speed
 VOCAB_FILE = "meta.json"
+BPE_FILE = "tokenizer.json"
+BPE_EOT = "<|endoftext|>"  # a dataset BPE's end-of-document token, as GPT-2's
 
 
 def gpt2_encoding():
@@ -48,40 +51,63 @@ def read_text(path):
 
 
 class Tokenizer:
-    """chars: the characters of a char-level vocabulary in id order, or None for GPT-2's BPE."""
+    """chars: the characters of a char-level vocabulary in id order; bpe_json: a dataset's own BPE
+    (tokenizer.json's text); neither: GPT-2's BPE."""
 
-    def __init__(self, chars=None):
-        self.chars = chars
+    def __init__(self, chars=None, bpe_json=None):
+        self.chars, self.bpe_json = chars, bpe_json
         self.stoi = {c: i for i, c in enumerate(chars)} if chars is not None else None
         self.bpe = None
 
     @property
     def model_vocab_size(self):
+        if self.bpe_json is not None:
+            return self.encoding().get_vocab_size()
         return len(self.chars) if self.chars is not None else GPT2_VOCAB
+
+    @property
+    def eot(self):
+        """The end-of-document token's id (BPE only)."""
+        return self.encoding().token_to_id(BPE_EOT) if self.bpe_json is not None else EOT
 
     @property
     def state(self):
         """Plain data for a checkpoint."""
+        if self.bpe_json is not None:
+            return {"kind": "bpe", "json": self.bpe_json}
         return {"kind": "char", "chars": "".join(self.chars)} if self.chars is not None else {"kind": "gpt2"}
 
     @classmethod
     def from_state(cls, state):
+        if state["kind"] == "bpe":
+            return cls(bpe_json=state["json"])
         return cls(list(state["chars"]) if state["kind"] == "char" else None)
 
     def fits(self, vocab_size):
         """Whether a model with vocab_size embeddings reads this tokenizer's ids as they were meant:
-        as many as the characters, or GPT-2's BPE (padded or not)."""
-        return vocab_size == len(self.chars) if self.chars is not None else vocab_size > EOT
+        as many as the characters or the dataset BPE's tokens, or GPT-2's BPE (padded or not)."""
+        if self.chars is not None or self.bpe_json is not None:
+            return vocab_size == self.model_vocab_size
+        return vocab_size > EOT
 
     def __str__(self):
+        if self.bpe_json is not None:
+            return f"the dataset's {self.model_vocab_size:,}-token BPE"
         return f"{len(self.chars)} characters" if self.chars is not None else "GPT-2's BPE"
 
     def encoding(self):
         if self.bpe is None:
-            self.bpe = gpt2_encoding()
+            if self.bpe_json is not None:
+                from tokenizers import Tokenizer as BPE
+
+                self.bpe = BPE.from_str(self.bpe_json)
+            else:
+                self.bpe = gpt2_encoding()
         return self.bpe
 
     def encode(self, text):
+        if self.bpe_json is not None:
+            return self.encoding().encode(text).ids
         if self.chars is None:
             return self.encoding().encode(text, allowed_special={"<|endoftext|>"})
         unknown = sorted(set(text) - set(self.stoi))
@@ -91,6 +117,8 @@ class Tokenizer:
         return [self.stoi[c] for c in text]
 
     def decode(self, ids):
+        if self.bpe_json is not None:
+            return self.encoding().decode(ids, skip_special_tokens=False)
         if self.chars is None:
             return self.encoding().decode(ids)
         return "".join(self.chars[i] for i in ids)
@@ -138,12 +166,15 @@ def read_chars(data_dir):
 
 
 def remove_stale_vocabulary(out_dir, keep=None):
-    """Delete char vocabularies other than `keep` from a dataset folder just written: a stale one
-    would be read instead of GPT-2's BPE, or instead of the new characters."""
-    for name in (VOCAB_FILE, "meta.pkl"):
+    """Delete vocabularies other than `keep` from a dataset folder just written: a stale one would be
+    read instead of GPT-2's BPE, or instead of the new characters or BPE."""
+    for name in (VOCAB_FILE, "meta.pkl", BPE_FILE):
         if name != keep and os.path.exists(os.path.join(out_dir, name)):
             os.remove(os.path.join(out_dir, name))
 
 
 def for_dataset(data_dir):
+    path = os.path.join(data_dir, BPE_FILE)
+    if os.path.exists(path):
+        return Tokenizer(bpe_json=read_text(path))
     return Tokenizer(read_chars(data_dir))

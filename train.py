@@ -33,6 +33,7 @@ import plan
 import rundir
 import settings
 import sharding
+import tokenizer
 from configurator import configure
 from errors import UserError, exit_status, run_main
 from model import GPT
@@ -186,8 +187,8 @@ def say_how_it_starts(cfg, device, run, batches, records):
           f"{run.model.config.activation}; parameters: {run.model.get_num_params():,}; tokens per iteration: "
           f"{tokens_per_iter(cfg):,}")
     tok, data = run.tokenizer, batches.folder
-    if tok.chars is not None:
-        print(f"vocabulary: {tok} ({os.path.join(data, 'meta.json')})")
+    if tok.chars is not None or tok.bpe_json is not None:
+        print(f"vocabulary: {tok} ({os.path.join(data, tokenizer.VOCAB_FILE if tok.chars else tokenizer.BPE_FILE)})")
     else:
         print(f"vocabulary: {tok} ({data} has no meta.json)"
               + ("; its token ids are all below 256: if it holds characters, prepare it again to write its "
