@@ -572,3 +572,31 @@ def test_a_rate_chosen_at_either_edge_of_the_grid_is_marked_as_such(tmp_path, be
     records, _ = evidence.load_records(sweep.plan(inner))
     chosen = evidence.choice(records, inner)["gelu"]
     assert chosen.rate == 3e-3 and not chosen.edge
+
+
+@pytest.mark.parametrize("name", ["verdict_baby_gpu", "verdict_literature_gpu"])
+def test_the_gpu_verdict_sweeps_rehearsed_on_the_cpu(name, char_dataset, tmp_path):
+    """Each GPU verdict sweep, as its file says, with a tiny model on the CPU and one seed per stage:
+    every selection run, the judges at each chosen rate, and a report with the verdicts (or the
+    refusals a rate at the grid's edge earns)."""
+    path = os.path.join(ROOT, "config", f"sweep_{name}.py")
+    file = sweep.load_sweep([path])
+    dataset = char_dataset
+    if "literature" in name:  # a small GPT-2 BPE dataset in place of the prose one
+        from data import prepare_text
+
+        dataset = tmp_path / "bpe"
+        with redirect_stdout(io.StringIO()):
+            prepare_text.prepare(Path(ROOT, "README.md").read_text(), str(dataset), "gpt2")
+    smoke = {**file.overrides, **TINY, "dataset": str(dataset), "lr_decay_iters": 4, "warmup_iters": 1,
+             "dtype": "float32"}
+    out = run_sweep(path, f"--out_dir={tmp_path}", "--seeds=[1]", "--heldout_seeds=[3]", "--parallel=2",
+                    "--threads=1", f"--overrides={smoke!r}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    done = summaries(str(tmp_path / name / "runs"))
+    rates = file.grid["learning_rate"]
+    selection = [f"{a}-lr{sweep.label(lr)}-s1" for a in ("gelu", "relu") for lr in rates]
+    assert set(selection) < set(done) and len(done) == len(selection) + 3
+    assert {n for n in done if n.endswith("-s3")} >= {f"none-lr{sweep.label(file.fixed_rates['none'])}-s3"}
+    text = (tmp_path / name / "report.md").read_text()
+    assert "### Verdicts" in text and "- 'none' vs GELU: " in text
