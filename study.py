@@ -70,22 +70,34 @@ def size_section(study, sizes):
     return evidence.markdown_table(header, rows)
 
 
+def dataset_of(records):
+    return records[0].summary["config"].get("dataset", "?")
+
+
 def size_figure(study, sizes, path):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn = False
-    for i, a in enumerate(study.compare):
-        points = [(records[0].summary["n_params"], difference(best[a].runs, best[s.reference].runs))
-                  for s, records, best in sizes]
-        points = [(n, t) for n, t in points if t is not None]  # None: fewer than 2 seeds judge
-        drawn = drawn or bool(points)
-        ax.errorbar([n for n, _ in points], [t.mean for _, t in points], fmt="o-", capsize=4, color=f"C{i + 1}",
-                    yerr=[[t.mean - t.lo for _, t in points], [t.hi - t.mean for _, t in points]],
-                    label=f"{a} − {sizes[0][0].reference}")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set(xscale="log" if drawn else "linear", xlabel="parameters", ylabel="Δ best val loss (paired by seed)",
-           title="Each activation at its own best learning rate: 95% intervals")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    """A panel per compared activation: its paired difference from the reference, with 95% intervals,
+    against parameter count; a series per dataset (corpus and tokenizer); the sweeps' equivalence
+    margin shaded around 0."""
+    fig, axes = plt.subplots(1, len(study.compare), figsize=(6 * len(study.compare), 4.5), squeeze=False)
+    datasets = list(dict.fromkeys(dataset_of(records) for _, records, _ in sizes))
+    margin = max(s.margin for s, _, _ in sizes)
+    for ax, a in zip(axes[0], study.compare):
+        drawn = False
+        for i, dataset in enumerate(datasets):
+            points = [(records[0].summary["n_params"], difference(best[a].runs, best[s.reference].runs))
+                      for s, records, best in sizes if dataset_of(records) == dataset and a in best]
+            points = sorted((n, t) for n, t in points if t is not None)  # None: fewer than 2 seeds judge
+            drawn = drawn or bool(points)
+            ax.errorbar([n for n, _ in points], [t.mean for _, t in points], fmt="o-", capsize=4, color=f"C{i}",
+                        yerr=[[t.mean - t.lo for _, t in points], [t.hi - t.mean for _, t in points]], label=dataset)
+        if margin:
+            ax.axhspan(-margin, margin, color="grey", alpha=0.2, label=f"±{margin:g}: equivalence margin")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set(xscale="log" if drawn else "linear", xlabel="parameters", ylabel="Δ score (paired by seed)",
+               title=f"{a} − {sizes[0][0].reference}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Each activation at its own best learning rate: paired differences, 95% intervals")
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -255,16 +267,20 @@ def main(argv):
 
 def sizes_part(study, folder):
     """The size and length sections of the study, and their figures."""
-    sizes = []
+    sizes, pending = [], []
     for path in study.sizes:
         s, records = records_of(path)
-        if not records:
-            raise UserError(f"sweep {s.name} has no complete runs; run python sweep.py {path} first")
-        sizes.append((s, records, evidence.choice(records, s)))
+        if records:
+            sizes.append((s, records, evidence.choice(records, s)))
+        else:
+            pending.append(f"`python sweep.py {path}`")
+    if not sizes:
+        raise UserError(f"none of the sweeps {', '.join(study.sizes)} has a complete run; run them first")
     lines = ["", "## The claim at each model size", "",
              "Each activation at its own learning rate, chosen and judged as in each sweep's report (by held-out "
              "seeds where the sweep has them, and scored as its report says); differences paired by seed. Sweeps: "
-             + ", ".join(f"[{s.name}](../{s.name}/report.md)" for s, _, _ in sizes) + ".",
+             + ", ".join(f"[{s.name}](../{s.name}/report.md) ({dataset_of(records)})" for s, records, _ in sizes)
+             + "." + (f" Not run yet: {', '.join(pending)}." if pending else ""),
              "", size_section(study, sizes), "", "![differences against size](size.png)", "",
              "![best val loss against learning rate](lr.png)"]
     size_figure(study, sizes, os.path.join(folder, "size.png"))
