@@ -10,6 +10,7 @@ against model size), lr.png (best val loss against learning rate, one panel per 
 length.png (the paired differences against training iteration).
 """
 
+import math
 import os
 from types import SimpleNamespace
 
@@ -30,6 +31,8 @@ DEFAULTS = dict(
     transfer="",  # a sweep file over widths, parametrizations and learning rates: does the best rate move?
     width_axis="width",  # the transfer sweep's grid axis of model widths
     param_axis="param",  # the transfer sweep's grid axis of parametrizations (µP or not)
+    mup="mup",  # that axis's label of µP runs ...
+    sp="sp",  # ... and of standard ones, which the checks of µP compare at the widest width
     out_dir="results",  # where the study's folder goes
 )
 
@@ -207,6 +210,47 @@ def transfer_section(study, s, rows):
     return evidence.markdown_table(header, table)
 
 
+SE_LIMIT, SP_SLACK = 2.0, 0.02  # the checks of µP: standard errors of a paired difference; loss against SP
+
+
+def paired(xs, ys):
+    """xs − ys paired by seed as (mean, mean / its standard error), or None under 2 seeds."""
+    t = difference(xs, ys)
+    if t is None:
+        return None
+    se = t.sd / t.n ** 0.5
+    return t.mean, (t.mean / se if se else math.copysign(math.inf, t.mean) if t.mean else 0.0)
+
+
+def mup_checks(study, s, records, rows):
+    """Does µP earn its place, per activation: under µP, at the base (narrowest) width's best rate, is
+    every width no worse than the one before by more than SE_LIMIT standard errors of the paired
+    difference, and the widest better than the base by more than that; does the best rate move at
+    most one grid step across widths; and at the widest width, is µP's best within SP_SLACK of the
+    standard parametrization's best tuned there. Returns the table's rows."""
+    out = []
+    for activation, param, best, moves in rows:
+        if param != study.mup or len(best) < 2:
+            continue
+        rate = best[0][1].rate
+        at = {w: [r for r in records if r.run.activation == activation and r.run.axes[study.param_axis] == param
+                  and r.run.axes[study.width_axis] == w and r.run.axes[evidence.TUNED] == rate] for w, _ in best}
+        steps = [paired(at[w], at[v]) for (v, _), (w, _) in zip(best, best[1:])]
+        whole = paired(at[best[-1][0]], at[best[0][0]])
+        sp = next((b for a, p, b, _ in rows if a == activation and p == study.sp), [])
+        widest = dict(sp).get(best[-1][0])
+        versus = paired(best[-1][1].runs, widest.runs) if widest else None
+        holds = (None not in steps and all(z <= SE_LIMIT for _, z in steps) and whole is not None
+                 and whole[1] < -SE_LIMIT, moves <= 1, versus is not None and versus[0] <= SP_SLACK)
+        out.append([f"`{activation}`", f"{rate:g}",
+                    ", ".join("n/a" if t is None else f"{t[0]:+.4f} ({t[1]:+.1f})" for t in steps),
+                    "n/a" if whole is None else f"{whole[0]:+.4f} ({whole[1]:+.1f})", moves,
+                    "n/a" if versus is None else f"{versus[0]:+.4f}",
+                    ", ".join(name for name, ok in zip(("wider better", "rate transfers", "level with SP"), holds)
+                              if not ok) or "all hold"])
+    return out
+
+
 def transfer_figure(study, s, records, rows, path):
     """One panel per activation and parametrization: the mean score over seeds against the rate, a
     curve per width, each width's best rate marked (the µTransfer picture)."""
@@ -258,6 +302,20 @@ def main(argv):
                   "highest, so the best may lie beyond it. The last column counts the steps of the rate grid between "
                   "the widths' best rates: 0 or 1 is transfer within one grid step.", "",
                   transfer_section(study, s, rows), "", "![score against learning rate per width](transfer.png)"]
+        checks = mup_checks(study, s, records, rows)
+        if checks:
+            widths = list(s.grid[study.width_axis])
+            lines += ["", "## Does µP earn its place?", "",
+                      f"Under µP, at the base width's ({widths[0]}) best rate: each width's score minus the one "
+                      f"before's, paired by seed (in brackets, that difference in standard errors: wider is better "
+                      f"at every step when none is above +{SE_LIMIT:g}), and the widest's minus the base's (better "
+                      f"by more than {SE_LIMIT:g} standard errors: below −{SE_LIMIT:g}); how many grid steps the best "
+                      f"rate moves across widths (at most 1); and at the widest width µP's best score minus the "
+                      f"standard parametrization's best tuned there (at most +{SP_SLACK:g}). The last column names "
+                      "what fails.", "",
+                      evidence.markdown_table(["activation", "base's best rate", "each width minus the one before",
+                                               f"{widths[-1]} minus {widths[0]}", "grid steps the best rate moves",
+                                               "widest: µP best − SP best", "fails"], checks)]
         transfer_figure(study, s, records, rows, os.path.join(folder, "transfer.png"))
     path = os.path.join(folder, "study.md")
     files.atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))

@@ -456,22 +456,40 @@ def test_the_study_tables_each_widths_best_rate_under_each_parametrization(tmp_p
     grid = {"width": {"w16": dict(n_embd=16, n_head=2), "w32": dict(n_embd=32, n_head=2)},
             "param": {"sp": dict(mup_base_width=0), "mup": dict(mup_base_width=16)},
             "learning_rate": [1e-3, 3e-2]}
-    path = write_sweep(tmp_path, char_dataset, name="tr", activations=["gelu"], seeds=[1], grid=grid, parallel=2)
+    path = write_sweep(tmp_path, char_dataset, name="tr", activations=["gelu"], seeds=[1, 2], grid=grid, parallel=2)
     assert run_sweep(path).returncode == 0
     (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {path!r}\nout_dir = {str(tmp_path)!r}\n")
     with redirect_stdout(io.StringIO()):
         assert study.main([str(tmp_path / "st.py")]) == 0
     text = (tmp_path / "st" / "study.md").read_text()
     done = summaries(os.path.join(str(tmp_path), "results", "tr", "runs"))
+    def score(w, param, lr, seed):
+        return done[f"gelu-{w}-{param}-lr{sweep.label(lr)}-s{seed}"]["best_full_val_loss"]
+
+    best = {}
     for param in ("sp", "mup"):
-        best = {w: min((1e-3, 3e-2), key=lambda lr: done[f"gelu-{w}-{param}-lr{sweep.label(lr)}-s1"]
-                       ["best_full_val_loss"]) for w in ("w16", "w32")}
+        best[param] = {w: min((1e-3, 3e-2), key=lambda lr: score(w, param, lr, 1) + score(w, param, lr, 2))
+                       for w in ("w16", "w32")}
         row = [c.strip() for c in next(line for line in text.splitlines()
                                        if line.startswith(f"| `gelu` | {param} |")).strip("|").split("|")]
         for cell, w in zip(row[2:4], ("w16", "w32")):
-            score = done[f"gelu-{w}-{param}-lr{sweep.label(best[w])}-s1"]["best_full_val_loss"]
-            assert cell == f"{best[w]:g} (edge) ({score:.4f})"  # a two-rate grid is all edges
-        assert row[4] == str(abs([1e-3, 3e-2].index(best["w16"]) - [1e-3, 3e-2].index(best["w32"])))
+            mean = (score(w, param, best[param][w], 1) + score(w, param, best[param][w], 2)) / 2
+            assert cell == f"{best[param][w]:g} (edge) ({mean:.4f})"  # a two-rate grid is all edges
+        moves = abs([1e-3, 3e-2].index(best[param]["w16"]) - [1e-3, 3e-2].index(best[param]["w32"]))
+        assert row[4] == str(moves)
+    # the checks of µP, worked out from the records: w32 minus w16 at w16's best rate, paired by seed
+    rate = best["mup"]["w16"]
+    d = [score("w32", "mup", rate, seed) - score("w16", "mup", rate, seed) for seed in (1, 2)]
+    mean, se = sum(d) / 2, abs(d[0] - d[1]) / 2  # for two seeds, sd / sqrt(2) = |d1 - d2| / 2
+    versus = sum(score("w32", "mup", best["mup"]["w32"], seed) - score("w32", "sp", best["sp"]["w32"], seed)
+                 for seed in (1, 2)) / 2
+    row = [c.strip() for c in next(line for line in text.split("## Does µP earn its place?")[1].splitlines()
+                                   if line.startswith("| `gelu` |")).strip("|").split("|")]
+    assert row[1] == f"{rate:g}" and row[2] == row[3] == f"{mean:+.4f} ({mean / se:+.1f})"
+    assert row[5] == f"{versus:+.4f}"
+    fails = [name for name, ok in (("wider better", mean / se < -2), ("rate transfers", moves <= 1),
+                                   ("level with SP", versus <= 0.02)) if not ok]
+    assert row[6] == (", ".join(fails) or "all hold")
     assert plt.imread(tmp_path / "st" / "transfer.png").shape[2] in (3, 4)
 
 
