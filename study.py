@@ -28,7 +28,7 @@ DEFAULTS = dict(
     length="",  # a sweep file of longer runs, one learning rate per activation ('' for none)
     at=[],  # iterations of the longer runs at which the differences are tabulated
     compare=["relu", "none"],  # activations compared with each sweep's reference, paired by seed
-    transfer="",  # a sweep file over widths, parametrizations and learning rates: does the best rate move?
+    transfer=[],  # sweep files over widths, parametrizations and rates, read as one: does the best rate move?
     width_axis="width",  # the transfer sweep's grid axis of model widths
     param_axis="param",  # the transfer sweep's grid axis of parametrizations (µP or not)
     mup="mup",  # that axis's label of µP runs ...
@@ -180,7 +180,24 @@ def length_figure(study, s, records, path):
     save_figure(fig, path)
 
 
-def transfer_rows(study, s, records):
+def transfer_sweeps(study):
+    """The transfer sweeps read as one (say, µP at every width and the standard parametrization at the
+    widest alone, each over its own rates): a sweep-like union of their grids, every complete run's
+    record, and the sweep each record belongs to (its grid decides what is an edge)."""
+    parts = [records_of(path) for path in study.transfer]
+    for s, _ in parts:
+        for axis in (study.width_axis, study.param_axis, evidence.TUNED):
+            if axis not in s.grid:
+                raise UserError(f"transfer sweep {s.name} has no grid axis {axis!r}; set width_axis and param_axis")
+    first = parts[0][0]
+    grid = {axis: {k: v for s, _ in parts for k, v in s.grid[axis].items()}
+            for axis in (study.width_axis, study.param_axis)}
+    grid[evidence.TUNED] = sorted({lr for s, _ in parts for lr in s.grid[evidence.TUNED]})
+    union = SimpleNamespace(**{**vars(first), "grid": grid, "names": [s.name for s, _ in parts]})
+    return union, [r for _, rs in parts for r in rs], {id(r): s for s, rs in parts for r in rs}
+
+
+def transfer_rows(study, s, records, owner):
     """[(activation, parametrization, [(width, its choice)], grid steps the best rate moves)]: each
     width's best rate over the sweep's seeds, chosen as in its report."""
     rates = sorted(s.grid[evidence.TUNED])
@@ -192,7 +209,7 @@ def transfer_rows(study, s, records):
                 cell = [r for r in rs
                         if r.run.axes[study.param_axis] == param and r.run.axes[study.width_axis] == width]
                 if cell:
-                    best.append((width, evidence.choice(cell, s)[activation]))
+                    best.append((width, evidence.choice(cell, owner[id(cell[0])])[activation]))
             steps = [rates.index(c.rate) for _, c in best]
             out.append((activation, param, best, max(steps) - min(steps) if steps else None))
     return out
@@ -291,13 +308,12 @@ def main(argv):
     if study.sizes:
         lines += sizes_part(study, folder)
     if study.transfer:
-        s, records = records_of(study.transfer)
-        for axis in (study.width_axis, study.param_axis, evidence.TUNED):
-            if axis not in s.grid:
-                raise UserError(f"transfer sweep {s.name} has no grid axis {axis!r}; set width_axis and param_axis")
-        rows = transfer_rows(study, s, records)
+        s, records, owner = transfer_sweeps(study)
+        rows = transfer_rows(study, s, records, owner)
         lines += ["", "## Does the best learning rate transfer across widths?", "",
-                  f"Sweep [{s.name}](../{s.name}/report.md): each width's best rate over seeds "
+                  f"Sweep{'s' if len(s.names) > 1 else ''} "
+                  f"{', '.join(f'[{name}](../{name}/report.md)' for name in s.names)}: each width's best rate over "
+                  "seeds "
                   f"{', '.join(map(str, s.seeds))}, by parametrization; a rate marked (edge) is the grid's lowest or "
                   "highest, so the best may lie beyond it. The last column counts the steps of the rate grid between "
                   "the widths' best rates: 0 or 1 is transfer within one grid step.", "",

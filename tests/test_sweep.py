@@ -458,7 +458,7 @@ def test_the_study_tables_each_widths_best_rate_under_each_parametrization(tmp_p
             "learning_rate": [1e-3, 3e-2]}
     path = write_sweep(tmp_path, char_dataset, name="tr", activations=["gelu"], seeds=[1, 2], grid=grid, parallel=2)
     assert run_sweep(path).returncode == 0
-    (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {path!r}\nout_dir = {str(tmp_path)!r}\n")
+    (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {[path]!r}\nout_dir = {str(tmp_path)!r}\n")
     with redirect_stdout(io.StringIO()):
         assert study.main([str(tmp_path / "st.py")]) == 0
     text = (tmp_path / "st" / "study.md").read_text()
@@ -618,3 +618,35 @@ def test_the_gpu_verdict_sweeps_rehearsed_on_the_cpu(name, char_dataset, tmp_pat
     assert {n for n in done if n.endswith("-s3")} >= {f"none-lr{sweep.label(file.fixed_rates['none'])}-s3"}
     text = (tmp_path / name / "report.md").read_text()
     assert "### Verdicts" in text and "- 'none' vs GELU: " in text
+
+
+def test_a_study_reads_a_mup_sweep_and_a_standard_one_at_the_widest_width_as_one(tmp_path):
+    """µP at two widths over its rates, the standard parametrization at the wider one over lower
+    rates, in two sweeps: the study tables both, marks a rate at the edge of its own sweep's grid (not
+    of the two grids together), and compares µP's best at the widest width with SP's."""
+    import study
+
+    widths = {"w16": dict(n_embd=16, n_head=2), "w32": dict(n_embd=32, n_head=4)}
+    mup = dict(name="mu", grid={"width": widths, "param": {"mup": dict(mup_base_width=16)},
+                                "learning_rate": [1e-3, 2e-3, 4e-3]})
+    sp = dict(name="sd", grid={"width": {"w32": widths["w32"]}, "param": {"sp": dict(mup_base_width=0)},
+                               "learning_rate": [2.5e-4, 5e-4, 1e-3]})
+    scores = {("mu", "w16", 2e-3): (2.00, 2.02), ("mu", "w32", 2e-3): (1.90, 1.91), ("sd", "w32", 1e-3): (1.95, 1.97)}
+    paths = []
+    for keys in (mup, sp):
+        paths.append(write_sweep(tmp_path, "unused", activations=["gelu"], seeds=[1, 2], **keys))
+        s = sweep.load_sweep([paths[-1]])
+        for run in sweep.plan(s):
+            width, param, lr = (run.axes[k] for k in ("width", "param", "learning_rate"))
+            best = scores.get((s.name, width, lr), (2.5, 2.5))[run.seed - 1]
+            fake_run(Path(run.dir), "gelu", lr, run.seed, best)
+    (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {paths!r}\nout_dir = {str(tmp_path)!r}\n")
+    with redirect_stdout(io.StringIO()):
+        assert study.main([str(tmp_path / "st.py")]) == 0
+    text = (tmp_path / "st" / "study.md").read_text()
+    assert "Sweeps [mu](../mu/report.md), [sd](../sd/report.md)" in text
+    assert "| `gelu` | mup | 0.002 (2.0100) | 0.002 (1.9050) | 0 |" in text
+    assert "| `gelu` | sp | n/a | 0.001 (edge) (1.9600) | 0 |" in text
+    checks = next(line for line in text.split("## Does µP earn its place?")[1].splitlines() if "`gelu`" in line)
+    # w32 − w16 at 2e-3: differences 0.10 and 0.11, mean 0.105 better, standard error 0.005: −21.0
+    assert checks == "| `gelu` | 0.002 | -0.1050 (-21.0) | -0.1050 (-21.0) | 0 | -0.0550 | all hold |"
