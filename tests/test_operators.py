@@ -270,6 +270,6 @@ def test_a_damaged_best_pt_does_not_stop_the_run_from_finishing(finished, char_d
     device = runtime.resolve_device(cfg)
     model = training.build(cfg, device).model
     batches = runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", model.config.vocab_size)
-    scores = whole_split_scores(cfg, model, batches, nullcontext(), best_iter=4)
+    scores = whole_split_scores(cfg, model, batches, SimpleNamespace(evals=[]), nullcontext(), best_iter=4)
     assert scores["best_full_val_loss"] is None and scores["final_full_val_loss"] > 0
     assert "no whole-split score for the best model: checkpoint" in capsys.readouterr().out
