@@ -30,8 +30,13 @@ compiled step (goal: 1.15x), 124M at the largest micro-batch that fits against n
 same tokens (goal: 1.3x), and sampling the baby GPT and 124M with the compiled KV cache against no
 cache and nanoGPT's generate (goals: 5x and 4x, identical tokens).
 
+With --pilot=True, the µP pilot: GPT-2 124M from config/gpt2_124m_gelu_mup.py at half, once and twice its
+rate η beside config/gpt2_124m_gelu.py, 2,000 iterations of 12 x 1024 tokens of data/prose_literature_gpt2
+(carried), scored on the whole val split at 200, 1,000 and 2,000; it passes when µP at η ends within 0.02
+of the standard config and of the best of the three, its loss never rising by over 0.5 in one step.
+
 With --all=True (`make gpu-all`), one GPU call: the GPU extras of requirements-gpu.txt installed from
-the wheels in --wheels when missing, the checks (two processes) and the paths side by side, then the
+the wheels in --wheels when missing, the checks (two processes), the paths and the µP pilot side by side, then the
 speed rows alone on the GPU; OUT_DIR/gpu_all.md and OUT_DIR/gpu_all.tar.gz hold everything.
 
 It prints a table of PASS, FAIL and SKIP (a check that cannot test what it names here, such as
@@ -70,6 +75,7 @@ DEFAULTS = dict(
     speed=False,  # instead of the checks, the speed goals: training step and sampling against nanoGPT's
     paths=False,  # instead of the checks, the GPU-only code paths: CUDA graphs, one-rank DDP/FSDP compiled, ...
     all=False,  # one GPU call: checks and paths side by side, then the speed rows alone; 2 files out (make gpu-all)
+    pilot=False,  # instead of the checks, the µP pilot: GPT-2 124M under µP at η/2, η, 2η against the standard config
     wheels="gpu-wheels",  # with all=True: GPU extras not installed are installed from the wheels in this folder
 )
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -84,6 +90,9 @@ MEMORY_SLACK = 1.15  # the most the memory plan may exceed the measured peak
 FP16_EARLY = 5  # logged iterations whose gradient norms float16 and float32 must share (before rounding compounds)
 FP16_NORM_RTOL = 0.05  # float16's rounding of activations moves a norm by far less; loss scaling by 65536x
 FP16_LOSS_TOL = 0.05  # float16 against float32 after the train run's iterations
+PILOT_DATA = "prose_literature_gpt2"  # carried to the GPU (27 MB): 2,000 iterations are 1.9 passes over it
+PILOT_ITERS, PILOT_SCORES = 2000, [200, 1000]  # and the end
+PILOT_SLACK, PILOT_RISE = 0.02, 0.5
 SAMPLE_GOALS = {CHAR: 5.0, "config/gpt2_124m_gelu.py": 4.0}  # tokens/s with the KV cache against none
 
 
@@ -188,6 +197,47 @@ class Checks:
             f"gradient norms of iterations 0-{len(early) - 1}: float16/float32 - 1 at most {worst:.1e} "
             f"(tolerance {FP16_NORM_RTOL}; a scaled norm would be ~{2 ** 16}x); val loss {ends[0]:.4f} against "
             f"{ends[1]:.4f} (tolerance {FP16_LOSS_TOL})")
+
+    def mup_pilot(self):
+        """GPT-2 124M under µP at half, once and twice its config's rate η, beside the standard config at
+        its own rate, on the same data, batch (12 x 1024) and schedule shape for PILOT_ITERS iterations,
+        each scored on the whole validation split at PILOT_SCORES: µP at η within PILOT_SLACK of the
+        standard config at the end, η within PILOT_SLACK of the best of the three, and µP at η's loss
+        never rising by more than PILOT_RISE from one iteration to the next."""
+        iters, scores = (20, [4, 10]) if self.cfg.smoke else (PILOT_ITERS, PILOT_SCORES)
+        if self.cfg.smoke:
+            sp = [CHAR, *flags(**TINY, device=self.cfg.device, compile=False)]
+            mup = [*sp, *flags(mup_base_width=32, mup_base_head_dim=32)]
+        else:
+            if not os.path.exists(os.path.join(ROOT, "data", PILOT_DATA, "train.bin")):
+                return False, (f"data/{PILOT_DATA} is missing: make it with python data/prose/prepare.py "
+                               "--parts=literature --tokenizers=gpt2 where the packages download, and carry it")
+            sp = ["config/gpt2_124m_gelu.py", *flags(dataset=PILOT_DATA, device=self.cfg.device)]
+            mup = ["config/gpt2_124m_gelu_mup.py", *sp[1:]]
+        eta = configure(settings.DEFAULTS, [os.path.join(ROOT, mup[0]), *mup[1:]])["learning_rate"]
+        common = flags(gradient_accumulation_steps=1, max_iters=iters, lr_decay_iters=iters, warmup_iters=iters // 20,
+                       eval_interval=scores[0] // 2 if self.cfg.smoke else scores[0], eval_iters=20, log_interval=1,
+                       score_iters=scores, wandb_log=False)
+        runs = {"standard": (sp, None), "µP η/2": (mup, eta / 2), "µP η": (mup, eta), "µP 2η": (mup, 2 * eta)}
+        got = {}
+        for name, (args, lr) in runs.items():
+            out = os.path.join(self.out, "pilot-" + name.replace(" ", "").replace("/", "_").replace("µ", "mu"))
+            more = [] if lr is None else flags(learning_rate=lr)
+            r = self.sh("train.py", *args, *common, *more, *flags(out_dir=out), timeout=1800)
+            if r.returncode:
+                return False, f"the {name} run exited {r.returncode}"
+            records = rundir.read_metrics(out)[0]
+            losses = [m["loss"] for m in records if "loss" in m]
+            got[name] = (rundir.summary(out)["full_val_loss_at"], max(b - a for a, b in zip(losses, losses[1:])))
+        end = str(iters)
+        final = {name: at[end] for name, (at, _) in got.items()}
+        rise = got["µP η"][1]
+        ok = (final["µP η"] <= final["standard"] + PILOT_SLACK and rise <= PILOT_RISE
+              and final["µP η"] <= min(v for k, v in final.items() if k != "standard") + PILOT_SLACK)
+        what = (f"η = {eta:g}; whole-split val loss at {', '.join(got['standard'][0])}: "
+                + "; ".join(f"{name} {', '.join(f'{v:.3f}' for v in at.values())}" for name, (at, _) in got.items())
+                + f"; µP η's largest rise of the loss from one iteration to the next {rise:.2f}")
+        return (None if self.cfg.smoke else ok), what + (" (tiny models: no verdict)" if self.cfg.smoke else "")
 
     def gpu_to_cpu(self):
         src, dst = os.path.join(self.out, "train"), os.path.join(self.out, "cpu")
@@ -487,6 +537,7 @@ PATHS = {
     "KV cache compiled": Checks.kv_cache_compiled,
     "fused loss compiled": Checks.fused_loss_graphs,
 }
+PILOT = {"µP pilot": Checks.mup_pilot}
 BPE_ROWS = {"memory", "memory compiled", "bench", "levers b12", "124M as run", "sample 124M"}  # GPT-2 124M on BPE
 SPEED = {
     "levers b12": Checks.levers,
@@ -532,7 +583,7 @@ def environment(cfg):
 
 
 def validate(cfg):
-    checks = SPEED if cfg.speed else PATHS if cfg.paths else CHECKS
+    checks = SPEED if cfg.speed else PATHS if cfg.paths else PILOT if cfg.pilot else CHECKS
     unknown = [name for name in cfg.only if name not in checks]
     if unknown:
         raise UserError(f"only={cfg.only!r} names unknown checks {unknown}; choose from {', '.join(checks)}")
@@ -600,7 +651,8 @@ def run_all(cfg):
     # three processes side by side, so that the longest (about 3 minutes on an H200) sets the time
     codes, rest = {}, [name for name in CHECKS if name not in TRAINED]
     together = {"checks": start("checks", f"--only={TRAINED!r}"),
-                "checks-more": start("checks-more", f"--only={rest!r}"), "paths": start("paths", "--paths=True")}
+                "checks-more": start("checks-more", f"--only={rest!r}"), "paths": start("paths", "--paths=True"),
+                "pilot": start("pilot", "--pilot=True")}
     for part, (proc, log) in together.items():
         codes[part] = proc.wait()
         log.close()
@@ -632,7 +684,7 @@ def main(argv):
     validate(cfg)
     if cfg.all:
         return run_all(cfg)
-    table = SPEED if cfg.speed else PATHS if cfg.paths else CHECKS
+    table = SPEED if cfg.speed else PATHS if cfg.paths else PILOT if cfg.pilot else CHECKS
     names = [name for name in table if not cfg.only or name in cfg.only]
     checks = Checks(cfg)
     checks.log[0] += f"; {environment(cfg)}"

@@ -34,7 +34,10 @@ def test_one_call_runs_every_part_and_brings_back_two_files(rehearsal):
     r, out = rehearsal
     assert r.returncode == 0, r.stdout + r.stderr
     summary = (out / "gpu_all.md").read_text()
-    assert [name for name, _, _ in rows_of(summary)] == [*CHECKS, *gpu_check.PATHS, *gpu_check.SPEED]
+    assert [name for name, _, _ in rows_of(summary)] == [*CHECKS, *gpu_check.PATHS, *gpu_check.PILOT, *gpu_check.SPEED]
+    pilot = dict((name, (result, what)) for name, result, what in rows_of(summary))["µP pilot"]
+    assert pilot[0] == "SKIP" and re.search(r"whole-split val loss at 4, 10, 20: standard [\d.]+, [\d.]+, [\d.]+; "
+                                            r"µP η/2 .*; µP η .*; µP 2η .*\(tiny models: no verdict\)", pilot[1])
     assert "GPU extras missing and no" in summary and "liger-kernel==0.8.5" in summary
     assert re.search(r"checks \(two processes\) and paths side by side: \d+ s", summary)
     assert re.search(r"speed rows alone: \d+ s; in all \d+ s", summary)
