@@ -4,7 +4,9 @@ word are the report's, the headline on the claim follows from the report's verdi
 the published-comparison table that cite these runs agree with them. (The reports themselves are
 checked against the run records by test_sweep.py.)"""
 
+import json
 import re
+import statistics
 
 import pytest
 from conftest import REPO
@@ -76,7 +78,7 @@ def test_published_comparison_rows_cite_the_reports(size, path):
     rows, verdicts = report_of(path)
     judged = [cells for line in README.splitlines() if line.startswith("| ")
               for cells in [[c.strip() for c in line.strip("|").split("|")]]
-              if "held-out seeds" in cells[0] and cells[1].startswith(f"{size}M")]
+              if "held-out seeds" in cells[0] and "steps" not in cells[0] and cells[1].startswith(f"{size}M")]
     assert len(judged) == 1, f"one row of the published comparison cites the {size}M verdict"
     cells = judged[0]
     relu, gelu = (re.fullmatch(r"(\d\.\d+) \((\d\.\d+)\)", c).groups() for c in cells[2:4])
@@ -85,3 +87,42 @@ def test_published_comparison_rows_cite_the_reports(size, path):
     mean = verdicts["GELU", "ReLU"][1]
     assert number(gap) == round(mean, len(gap.split(".")[1]))
     assert word == verdicts["GELU", "ReLU"][0]
+
+
+def test_the_long_budget_section_is_its_reports_and_records():
+    """The 4.7M verdict over 6,000 iterations: each row's verdict and difference are the report's (at an
+    iteration, or for the best model), each score the mean ± std of the runs' records, and the comparison
+    table's row cites the best model's."""
+    path = "results/long_large_cpu"
+    start = README.index("**The verdict at 4.7M over three times the budget** ([`" + path + "/report.md`]")
+    text = README[start:README.index("\n\n**", start + 1)]
+    report = (REPO / path / "report.md").read_text()
+    line = rf"GELU vs ReLU: \*\*(.+?)\*\*: GELU − ReLU = ({NUM}), 95% CI \[({NUM}), ({NUM})\], .*? p = (\S+),"
+    along = {it: m for it, *m in re.findall(rf"^- at iteration ([\d,]+):\n  - {line}", report, re.M)}
+    best = re.search(line, report.split("### Verdicts")[1].split("###")[0]).groups()
+    summaries = [json.loads(f.read_text()) for f in sorted((REPO / path / "runs").glob("*/summary.json"))]
+
+    def spread(activation, iteration):
+        values = [s["full_val_loss_at"][str(iteration)] if iteration else s["best_full_val_loss"]
+                  for s in summaries if s["activation"] == activation]
+        assert len(values) == 6
+        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+    rows = [[c.strip() for c in row.strip("|").split("|")] for row in text.splitlines()
+            if row.startswith("| at iteration") or row.startswith("| best model")]
+    assert len(rows) == 4 and set(along) == {"2,000", "4,000", "6,000"}
+    for cells in rows:
+        iteration = cells[0].removeprefix("at iteration ") if cells[0].startswith("at") else None
+        word, mean, lo, hi, p = along[iteration] if iteration else best
+        assert cells[1:3] == [spread("gelu", iteration and iteration.replace(",", "")),
+                              spread("relu", iteration and iteration.replace(",", ""))]
+        # README gives ReLU − GELU; the report GELU − ReLU.
+        assert cells[3] == f"{-number(mean):+.4f} [{-number(hi):+.4f}, {-number(lo):+.4f}]".replace("-", "−")
+        assert float(cells[4]) == float(p) and cells[5] == f"**{word}**"
+    survives = all(cells[5] == "**ReLU better**" for cells in rows)
+    assert ("**ReLU's lead survives" in text) == survives, "the headline follows from every row's verdict"
+    cited = [c for row in README.splitlines() if row.startswith("| same, 6,000 steps")
+             for c in [[x.strip() for x in row.strip("|").split("|")]]]
+    assert len(cited) == 1
+    assert cited[0][2:4] == [spread(a, None).replace(" ± ", " (") + ")" for a in ("relu", "gelu")]
+    assert cited[0][4] == f"{number(best[1]):+.4f}: {best[0]}"
