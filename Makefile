@@ -1,9 +1,9 @@
 # make test: set up .venv and run the tests.
 # make reproduce: the CPU claim sweep (gelu/relu/none x 5 seeds, ~15 min on 2 cores) in reproduced/, its verdict,
 # each run's loss beside the committed one in results/, and samples.
-# make gpu-check: on a CUDA machine, every GPU path checked in a few minutes (gpu_check.py).
-# make gpu-speed: on a CUDA machine, the speed goals measured beside nanoGPT's (gpu_check.py --speed=True).
-# make gpu-paths: on a CUDA machine, the code paths only a GPU takes (gpu_check.py --paths=True).
+# make gpu-check: on a CUDA machine, every GPU path checked in a few minutes (tools/gpu_check.py).
+# make gpu-speed: on a CUDA machine, the speed goals measured beside nanoGPT's (tools/gpu_check.py --speed=True).
+# make gpu-paths: on a CUDA machine, the code paths only a GPU takes (tools/gpu_check.py --paths=True).
 # make gpu-all: on a CUDA machine, all three in one call (checks and paths together, then the speed rows alone),
 # installing the GPU extras from gpu-wheels/ first; make gpu-wheels fills gpu-wheels/ where a package index is reached.
 PYTHON ?= python3
@@ -15,7 +15,6 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -34,7 +33,6 @@ VENV_OLD := .venv-torch2.11
 $(VENV_OLD)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV_OLD)
 	$(VENV_OLD)/bin/pip install -q torch==2.11.0 $$(grep -v '^torch' requirements.txt) pytest pytest-xdist transformers
-	$(VENV_OLD)/bin/pip install -q --no-deps -e .
 	touch $@
 
 test-torch2.11: $(VENV_OLD)/.installed
@@ -54,16 +52,16 @@ reproduce: setup
 
 # The GPU targets run with the Python (and its CUDA torch) already installed: they install nothing.
 gpu-check:
-	$(PYTHON) gpu_check.py
+	$(PYTHON) -m tools.gpu_check
 
 gpu-speed:
-	$(PYTHON) gpu_check.py --speed=True --out_dir=out-gpu-speed
+	$(PYTHON) -m tools.gpu_check --speed=True --out_dir=out-gpu-speed
 
 gpu-paths:
-	$(PYTHON) gpu_check.py --paths=True --out_dir=out-gpu-paths
+	$(PYTHON) -m tools.gpu_check --paths=True --out_dir=out-gpu-paths
 
 gpu-all:
-	$(PYTHON) gpu_check.py --all=True --out_dir=out-gpu-all
+	$(PYTHON) -m tools.gpu_check --all=True --out_dir=out-gpu-all
 
 gpu-wheels:
 	$(PYTHON) -m pip download --no-deps -d gpu-wheels -r requirements-gpu.txt

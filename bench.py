@@ -36,16 +36,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-import files
-import plan
-import rundir
-import settings
-import training
 from configurator import configure
-from errors import UserError, run_main
 from model import ACTIVATIONS, MLP, GPTConfig
-from runtime import (Batches, attention_kernels, attention_order, autocast, check_cuda_graphs, compile_for_sampling,
-                     compile_works, dataset_dir, describe_device, resolve_device, tokens_per_iter)
+from tools import plan
+from training import files, loop, rundir, settings
+from training.batches import Batches, dataset_dir, tokens_per_iter
+from training.devices import (
+    attention_kernels,
+    attention_order,
+    autocast,
+    compile_for_sampling,
+    compile_works,
+    describe_device,
+    resolve_device,
+)
+from training.errors import UserError, run_main
+from training.processes import check_cuda_graphs
 
 DEFAULTS = dict(
     settings.DEFAULTS,
@@ -58,7 +64,7 @@ DEFAULTS = dict(
     reference_batch_size=0,  # the nanoGPT-style step's micro-batch (same tokens per iteration); 0: ours
     prompt_len=16,  # sample mode: random prompt tokens
     new_tokens=500,  # sample mode: tokens generated per measurement
-    json="",  # also write what was measured to this file as JSON (gpu_check.py reads it)
+    json="",  # also write what was measured to this file as JSON (tools/gpu_check.py reads it)
 )
 MODES = ("train", "levers", "sample", "activations", "profile", "graphs")
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any --threads
@@ -69,7 +75,7 @@ PROFILE_ROWS = 25
 
 
 def validate(cfg):
-    settings.validate(cfg)
+    loop.check(cfg)
     if cfg.mode not in MODES:
         raise UserError(f"mode={cfg.mode!r} is not valid; choose one of {', '.join(MODES)}")
     for key in ("iters", "repeats", "prompt_len", "new_tokens"):
@@ -185,18 +191,18 @@ def matmul_floor(model, cfg, dev):
 
 
 def training_step(cfg, dev):
-    """(model, step) where step() runs one training iteration as train.py does (training.Step),
+    """(model, step) where step() runs one training iteration as train.py does (loop.Step),
     reading the loss back every log_interval iterations."""
-    run = training.build(cfg, dev)
+    run = loop.build(cfg, dev)
     batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, dev.name, run.model.config.vocab_size)
-    model = training.compiled(run.model, cfg, dev.compile)
-    train_step = training.Step(model, run.optimizer, run.scaler, batches, cfg, SINGLE,
+    model = loop.compiled(run.model, cfg, dev.compile)
+    train_step = loop.Step(model, run.optimizer, run.scaler, batches, cfg, SINGLE,
                                autocast(dev))
     iteration = itertools.count()
 
     def step():
         it = next(iteration)
-        loss, _, _ = train_step(it)
+        loss, _, _ = train_step(it, loop.get_lr(it, cfg))
         if it % cfg.log_interval == 0:
             loss.item()
 
@@ -251,7 +257,7 @@ def reference_step(cfg, dev, like):
 
     def step():
         nonlocal batch
-        lr = training.get_lr(next(iteration), cfg)
+        lr = loop.get_lr(next(iteration), cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         for _ in range(cfg.gradient_accumulation_steps):
@@ -324,7 +330,7 @@ def lever_settings(cfg, dev):
     Liger's on CUDA (torch's elsewhere, so that a CPU rehearsal runs a fused loss too)."""
     off = dict(fused_loss="off", sdpa_backend="torch", compile_mode="default")
     fused = "liger" if dev.type == "cuda" else "torch"
-    runs = training.fused_loss_kernel(fused, dev.type, say=lambda _: None)  # None: not installed here
+    runs = loop.fused_loss_kernel(fused, dev.type, say=lambda _: None)  # None: not installed here
     levers = [("none", off), (f"fused loss ({runs or fused + ' missing: plain'})", {**off, "fused_loss": fused}),
               ("cuDNN attention", {**off, "sdpa_backend": "cudnn"}),
               ("all", {**off, "fused_loss": fused, "sdpa_backend": "cudnn"})]
@@ -374,7 +380,7 @@ def nanogpt_generate(model, idx, max_new_tokens, top_k=None):
 def bench_sample(cfg, dev):
     """tokens/s of model.generate with the KV cache (its decode step compiled, as sample.py does,
     when compile=True), without it, and of nanoGPT's generate, from the same prompt and seed."""
-    run = training.build(cfg, dev)
+    run = loop.build(cfg, dev)
     eager = run.model.eval()
     model = copy.deepcopy(eager)
     if dev.compile:
@@ -420,7 +426,7 @@ def bench_sample(cfg, dev):
 
 def mlp_step(mlp, x, cfg, dev):
     """step(): forward and backward of one MLP, input gradient included as inside the model."""
-    fn, ctx = training.compiled(mlp, cfg, dev.compile), autocast(dev)
+    fn, ctx = loop.compiled(mlp, cfg, dev.compile), autocast(dev)
 
     def step():
         with ctx:
@@ -499,7 +505,7 @@ def bench_graphs(cfg, dev):
     """How torch.compile splits the training forward and loss into graphs (torch._dynamo.explain on
     one micro-batch): the graph count and the graph breaks with their reasons. One graph and no
     break is what a compiled step wants; each break is a return to Python."""
-    run = training.build(cfg, dev)
+    run = loop.build(cfg, dev)
     batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, dev.name, run.model.config.vocab_size)
     _, x, y = next(batches.train(cfg.seed, 0, 1))
     with autocast(dev):
@@ -533,7 +539,7 @@ def main(argv):
     modes = {"train": bench_train, "levers": bench_levers, "sample": bench_sample, "activations": bench_activations,
              "profile": bench_profile, "graphs": bench_graphs}
     order = attention_order(cfg.sdpa_backend, dev)
-    loss = training.fused_loss_kernel(cfg.fused_loss, dev.type, say=lambda _: None) or "plain"
+    loss = loop.fused_loss_kernel(cfg.fused_loss, dev.type, say=lambda _: None) or "plain"
     print(f"levers: fused_loss={cfg.fused_loss!r} -> {loss}; "
           f"sdpa_backend={cfg.sdpa_backend!r} -> {order[0].name + ' first' if order else 'torch order'}; "
           f"compile_mode={cfg.compile_mode!r}; batch {cfg.batch_size} x {cfg.gradient_accumulation_steps} micro-steps")

@@ -17,7 +17,7 @@ import re
 import sys
 import types
 
-from errors import UserError
+from training.errors import UserError
 
 
 def configure(defaults, argv, doc="", sources=()):
@@ -114,13 +114,22 @@ def key_docs(path):
     return docs
 
 
+def command(path):
+    """How the script at path is run from the repository's root: python train.py for a file there,
+    python -m tools.gpu_check for a module of a package."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if os.path.exists(os.path.join(folder, "__init__.py")):
+        return f"python -m {os.path.basename(folder)}.{name.removesuffix('.py')}"
+    return f"python {name}"
+
+
 def describe(defaults, doc, sources):
     """The --help text: usage, the script's docstring, then each key as --key=DEFAULT and its meaning."""
-    script = os.path.basename(sources[-1]) if sources else "SCRIPT"
+    script = command(sources[-1]) if sources else "python SCRIPT"
     docs = {}
     for path in sources:
         docs.update(key_docs(path))
-    lines = [f"usage: python {script} [CONFIG_FILE ...] [--key=value ...]", "", doc.strip(), ""]
+    lines = [f"usage: {script} [CONFIG_FILE ...] [--key=value ...]", "", doc.strip(), ""]
     flags = {key: f"--{key}={value!r}" for key, value in defaults.items()}
     width = min(40, max(map(len, flags.values())))
     group = None

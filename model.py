@@ -138,7 +138,7 @@ def torch_cross_entropy(x, weight, targets):
 
 
 # Fused linear cross-entropy: the mean loss of (x @ weight.T) against targets (-1 ignored), computed
-# in chunks of rows so that the (tokens x vocab) logits never exist at once. training.fused_loss_kernel
+# in chunks of rows so that the (tokens x vocab) logits never exist at once. training/loop.py's fused_loss_kernel
 # chooses one.
 FUSED_LOSSES = {"liger": liger_cross_entropy, "torch": torch_cross_entropy}
 
@@ -262,11 +262,11 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying, as in GPT-2
         self.apply(self._init_weights)
-        # Recompute each block's activations in backward instead of keeping them (training.build sets it):
+        # Recompute each block's activations in backward instead of keeping them (training/loop.py's build sets it):
         # memory for one block's activations instead of all, for about a third more compute.
         self.activation_checkpointing = False
         # Training loss from the final hidden states in chunks, never holding all of the (tokens x vocab)
-        # logits at once: a name in FUSED_LOSSES, or None for the plain loss (training.build sets it).
+        # logits at once: a name in FUSED_LOSSES, or None for the plain loss (training/loop.py's build sets it).
         self.fused_loss = None
         self.kv_cache = None  # generate's, kept between calls (new_cache)
         # GPT-2 scales the init of the projections into the residual stream by 1/sqrt(2 n_layer),
@@ -368,7 +368,7 @@ class GPT(nn.Module):
             groups.append({"params": [p for p in params if id(p) in hidden], "weight_decay": weight_decay * m,
                            "lr_scale": 1 / m})
         # The fused kernel (CUDA, CPU, MPS) does the whole update in a few launches, and can skip an
-        # update on the device when a gradient is not finite (training.Step.update).
+        # update on the device when a gradient is not finite (training/loop.py's Step.update).
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
 
     def flops_per_token(self):

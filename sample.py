@@ -11,14 +11,11 @@ from types import SimpleNamespace
 
 import torch
 
-import checkpoint
-import files
-import hf
-import rundir
-import tokenizer
 from configurator import configure
-from errors import UserError, run_main
-from runtime import autocast, compile_for_sampling, dataset_dir, resolve_device
+from training import checkpoint, files, hf, rundir, tokenizer
+from training.batches import dataset_dir
+from training.devices import autocast, compile_for_sampling, resolve_device
+from training.errors import UserError, run_main
 
 DEFAULTS = dict(
     init_from="resume",  # 'resume' (from out_dir), 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', or a folder

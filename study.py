@@ -14,13 +14,12 @@ import math
 import os
 from types import SimpleNamespace
 
-import evidence
-import files
-import stats
 import sweep
 from configurator import configure
-from errors import UserError, run_main
-from figures import plt, save_figure
+from experiment import evidence, stats
+from experiment.figures import plt, save_figure
+from training import files
+from training.errors import UserError, run_main
 
 DEFAULTS = dict(
     name="",  # the study's folder under out_dir

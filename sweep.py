@@ -18,13 +18,13 @@ or a name with labelled bundles of train.py keys, for settings that must change 
 
 Run names are the activation, each axis in grid order, then the seed. With a learning-rate axis a
 sweep has two stages: `seeds` run at every rate and choose each activation's rate, then
-`heldout_seeds` run at the chosen rates only and alone give the verdict (report.py); an activation
+`heldout_seeds` run at the chosen rates only and alone give the verdict (experiment/report.py); an activation
 of `fixed_rates` runs at its given rate with the judging seeds only, and `margin` fixes the
 equivalence margin before any run. A run whose summary.json is
 complete is skipped; one with a ckpt.pt continues from it (train.py's resume is exact), so an
 interrupted sweep is finished by running the same command again. Each run's output goes to
 train.log in its folder; a failed run is reported with that path and the sweep goes on, exiting 1
-at the end. The report (report.py) is written from the runs' records at the end of every sweep.
+at the end. The report (experiment/report.py) is written from the runs' records at the end of every sweep.
 
 The defaults, 2 runs side by side with 1 thread each, are for CPUs; GPU sweep files set their own.
 Measured on a 2-core Xeon (otherwise idle), 4 runs of config/train_shakespeare_char_cpu.py at
@@ -42,12 +42,10 @@ import sys
 import time
 from types import SimpleNamespace
 
-import evidence
-import report
-import rundir
-import settings
 from configurator import configure
-from errors import UserError, run_main
+from experiment import evidence, report
+from training import rundir, settings
+from training.errors import UserError, run_main
 
 DEFAULTS = dict(
     name="",  # the sweep's folder under out_dir, and its wandb group
@@ -221,11 +219,13 @@ def check_runs(sweep, runs):
     """Fail before launching anything if a run's config is invalid, or a run folder holds a run
     made with other settings (say, max_iters changed in the sweep file without a new name).
     Returns the runs' train.py configs."""
+    from training.loop import check  # (torch: the sweep's other work reads records without it)
+
     configs = []
     for run in runs:
         try:
             cfg = SimpleNamespace(**configure(settings.DEFAULTS, [sweep.base, *train_flags(sweep, run)]))
-            settings.validate(cfg)
+            check(cfg)
         except UserError as e:
             raise UserError(f"run {run.name}: {e}") from None
         configs.append(cfg)
@@ -311,7 +311,8 @@ def main(argv):
     runs = plan(sweep)
     failed = []
     if not sweep.report_only:
-        from runtime import StopRequest, check_dataset  # (torch: only a sweep that trains imports it)
+        from training.batches import check_dataset  # (torch: only a sweep that trains imports it)
+        from training.processes import StopRequest
 
         for cfg in {cfg.dataset: cfg for cfg in check_runs(sweep, runs)}.values():
             check_dataset(cfg.dataset)  # prepared, before anything is launched

@@ -6,11 +6,11 @@ One node, 8 GPUs:  torchrun --standalone --nproc_per_node=8 train.py config/gpt2
 CPU DDP (tests):   torchrun --standalone --nproc_per_node=2 train.py config/... --device=cpu
 Plan only:         python train.py config/gpt2_xl_gelu.py --dry_run=True
 
-The settings, their defaults and their checks are in settings.py. This file is the story of a run,
+The settings, their defaults and their checks are in training/settings.py. This file is the story of a run,
 read from the top: main() takes the settings as given and decides the device; train() builds or
 resumes the model, then evaluates and saves, steps, logs and stops on a signal until max_iters, and
 writes the summary. Batches and dropout masks are functions of (seed, iteration, micro-step) alone
-(runtime.py), so N ranks with A accumulation steps see exactly what 1 rank sees with N*A, a resumed
+(training/batches.py), so N ranks with A accumulation steps see exactly what 1 rank sees with N*A, a resumed
 run sees what it would have seen, and a checkpoint holds no random-number state: the iteration
 number is the whole data position.
 """
@@ -27,25 +27,28 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-import analysis
-import checkpoint
-import plan
-import rundir
-import settings
-import sharding
-import tokenizer
 from configurator import configure
-from errors import UserError, exit_status, run_main
 from model import GPT
-from runtime import (Batches, StopRequest, all_ranks, attention_kernels, attention_order, autocast, compile_works,
-                     peak_memory_gib, resolve_device, setup_distributed, tokens_per_iter)
-from settings import DEFAULTS, validate
-from training import NonFinite, Step, build, compiled, evaluate, get_lr, planned_config, whole_split_loss
+from tools import plan
+from training import analysis, checkpoint, rundir, settings, sharding, tokenizer
+from training.batches import Batches, tokens_per_iter
+from training.devices import (
+    attention_kernels,
+    attention_order,
+    autocast,
+    compile_works,
+    peak_memory_gib,
+    resolve_device,
+)
+from training.errors import UserError, exit_status, run_main
+from training.loop import NonFinite, Step, build, check, compiled, evaluate, get_lr, planned_config, whole_split_loss
+from training.processes import StopRequest, all_ranks, on_rank0, setup_distributed
+from training.settings import DEFAULTS
 
 
 def main(argv):
     cfg = SimpleNamespace(**configure(DEFAULTS, argv, __doc__, [settings.__file__, __file__]))  # kept as given
-    validate(cfg)
+    check(cfg)
     if cfg.dry_run:  # the plan, from the settings alone (a laptop plans a GPU run)
         if int(os.environ.get("RANK", 0)) == 0:
             plan.plan(cfg, planned_config(cfg), int(os.environ.get("WORLD_SIZE", 1)))
@@ -73,14 +76,7 @@ def start(cfg, device, ranks):
         return evaluate_only(cfg, device, ranks)
     # One run per out_dir: rank 0 holds its lock from before anything is read until the run ends.
     with ExitStack() as held:
-        refused = None
-        if ranks.master:
-            try:
-                held.enter_context(rundir.Lock(cfg.out_dir))
-            except UserError as e:
-                refused = e
-        if not all_ranks(ranks, refused is None):
-            raise refused or UserError(f"rank 0 could not take out_dir={cfg.out_dir!r} (its error says why)")
+        on_rank0(ranks, lambda: held.enter_context(rundir.Lock(cfg.out_dir)), f"take out_dir={cfg.out_dir!r}")
         held.enter_context(attention_kernels(cfg.sdpa_backend, device))
         return train(cfg, device, ranks)
 
@@ -102,14 +98,7 @@ def train(cfg, device, ranks):
     decided = dict(device=device.name, dtype=device.dtype, init_from=run.init_from, compile=compiling,
                    fused_loss=raw.fused_loss, attention_first=order[0].name if order else None,
                    model=vars(raw.config))
-    records, failed = None, None
-    if ranks.master:  # rank 0 writes the records; every rank learns whether it could
-        try:
-            records = rundir.Records(cfg, begin, decided)
-        except UserError as e:
-            failed = e
-    if not all_ranks(ranks, failed is None):
-        raise failed or UserError("rank 0 could not write the run's records (its error says why)")
+    records = on_rank0(ranks, lambda: rundir.Records(cfg, begin, decided), "write the run's records")
     begin.evaluated = begin.evaluated and all_ranks(ranks, records.evaluated if ranks.master else True)
     if ranks.master:
         say_how_it_starts(cfg, device, run, batches, records)
@@ -119,13 +108,14 @@ def train(cfg, device, ranks):
     throughput, peak = Throughput(tokens_per_iter(cfg)), plan.datasheet_peak_flops(device.name)
     it = begin.iter
     while True:
+        lr = get_lr(it, cfg)  # the iteration's one schedule computation: the step's, and what is logged
         if (it % cfg.eval_interval == 0 or it == cfg.max_iters) and not (begin.evaluated and it == begin.iter):
             nonfinite.check(checkpoints)  # before anything is evaluated or saved
             losses = agreed(evaluate(eval_model, batches, cfg.eval_iters, ctx), ranks)  # every rank, same batches
             if not all(map(math.isfinite, losses.values())):  # weights no update can bring back
                 raise UserError(f"non-finite evaluation loss at iteration {it} ({losses['train']}, {losses['val']}); "
                                 f"nothing saved; last good checkpoint: {checkpoints.where()}; lower learning_rate")
-            row = dict(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=get_lr(it, cfg))
+            row = dict(iter=it, train_loss=losses["train"], val_loss=losses["val"], lr=lr)
             if it in cfg.score_iters:  # every rank: a sharded model's forward is a collective
                 row["full_val_loss"] = whole_split_loss(raw, batches, "val", ctx)[0]
             if ranks.master:
@@ -137,7 +127,7 @@ def train(cfg, device, ranks):
         if it >= cfg.max_iters:
             break
 
-        loss, norm, skipped = step(it)
+        loss, norm, skipped = step(it, lr)
         nonfinite.add(skipped, it)
         throughput.step()
 
@@ -149,7 +139,7 @@ def train(cfg, device, ranks):
             nonfinite.check(checkpoints)
             dt = throughput.window()
             if ranks.master:
-                tokens_per_s, lr = tokens_per_iter(cfg) / dt, get_lr(it, cfg)
+                tokens_per_s = tokens_per_iter(cfg) / dt
                 mfu = f", mfu {100 * raw.estimate_mfu(tokens_per_s, peak, ranks.world_size):.1f}%" if peak else ""
                 print(f"iter {it}: loss {lossf:.4f}, lr {lr:.3e}, {dt * 1000:.1f} ms/iter, "
                       f"{tokens_per_s:,.0f} tokens/s{mfu}")

@@ -3,7 +3,7 @@
 #
 #   python data/openwebtext/prepare.py && python train.py config/eval_gpt2.py
 #
-# Weights: fetched into the Hugging Face cache on first use (README, "GPT-2 checkpoints", for offline
+# Weights: fetched into the Hugging Face cache on first use (docs/gpt2.md, for offline
 # use). Needs a GPU: 0.5 GB of fp32 weights plus the logits of one batch (8 x 1024 x 50257, about
 # 2.5 GB with bf16 autocast); 2 x 500 batches of 8 x 1024 tokens is hours of work for a CPU.
 out_dir = "out-eval-gpt2"

@@ -6,7 +6,7 @@
 # Needs one GPU with 40 GB or more (A100 40GB, H100): the plan is ~29 GiB, of which fp32 weights,
 # gradients and AdamW moments are 23 GiB and the activations of one 1024-token sequence ~3 GiB (an
 # estimate). With a smaller GPU, or on a CPU with patience, use --init_from=gpt2 (124M, ~3 GiB).
-# Surgery: --activation=relu fine-tunes the same weights with ReLU MLPs (see README).
+# Surgery: --activation=relu fine-tunes the same weights with ReLU MLPs (see docs/gpt2.md).
 out_dir = "out-shakespeare"
 init_from = "gpt2-xl"
 dataset = "shakespeare"

@@ -4,7 +4,7 @@
 # at every width. Each activation at 5 rates in 2x steps x the output multiplier α_out 1, 2, 4, 8, on the
 # prose corpus's books, 2,000 iterations of 12 x 1,024 tokens (1.9 passes), seed 1. The base's best
 # (η, α_out) per activation then goes into config/mup_transfer.py, and the µP pilot
-# (python gpu_check.py --pilot=True) checks 124M at η/2, η, 2η against the standard config.
+# (python -m tools.gpu_check --pilot=True) checks 124M at η/2, η, 2η against the standard config.
 # python data/prose/prepare.py --parts=literature --tokenizers=gpt2 && python sweep.py config/sweep_mup_base_gpu.py
 #
 # GPU time, estimated, not measured: a step of this 22M-parameter model (9.4M in its blocks) is a few

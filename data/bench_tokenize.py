@@ -25,8 +25,11 @@ import time
 
 import numpy as np
 
-import tokenizer
-from errors import ArgumentParser, UserError, run_main
+# Run as a file, Python puts this script's folder on sys.path, not the repository's root: put it there.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from training import tokenizer
+from training.errors import ArgumentParser, UserError, run_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -13,12 +13,15 @@ data/openwebtext/prepare.py --files instead.
 """
 
 import os
+import sys
 
 import numpy as np
 
-import files
-import tokenizer
-from errors import ArgumentParser, UserError, run_main
+# Run as a file, Python puts this script's folder on sys.path, not the repository's root: put it there.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+from training import files, tokenizer
+from training.errors import ArgumentParser, UserError, run_main
 
 
 def read_inputs(paths):

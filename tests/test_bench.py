@@ -90,12 +90,12 @@ def test_the_timed_step_compiles_in_the_runs_mode(monkeypatch):
 
     import torch
 
-    import training
+    from training import loop
 
     modes = []
     monkeypatch.setattr(torch, "compile", lambda model, mode="default", **kw: modes.append(mode) or model)
     for mode in ("default", "reduce-overhead", "max-autotune"):
-        training.compiled(torch.nn.Linear(2, 2), SimpleNamespace(fsdp=False, compile_mode=mode), True)
+        loop.compiled(torch.nn.Linear(2, 2), SimpleNamespace(fsdp=False, compile_mode=mode), True)
     assert modes == ["default", "reduce-overhead", "max-autotune"]
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from configurator import configure
-from errors import UserError
+from training.errors import UserError
 
 DEFAULTS = dict(learning_rate=6e-4, max_iters=100, compile=True, dataset="openwebtext", wandb_run_name=None,
                 betas=(0.9, 0.95))

@@ -23,7 +23,7 @@ import pytest
 import tiktoken
 from conftest import REPO, WORDS, make_text, run
 
-from errors import UserError
+from training.errors import UserError
 
 EOT = 50256
 OWT = REPO / "data" / "openwebtext" / "prepare.py"

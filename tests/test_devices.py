@@ -15,12 +15,11 @@ import pytest
 import torch
 from conftest import REPO, read_metrics, run, tiny
 
-import checkpoint
-import runtime
-import settings
-import training
 from configurator import configure
-from errors import UserError
+from training import checkpoint, devices, loop, settings
+from training.devices import attention_kernels, attention_order, compile_for_sampling, peak_memory_gib
+from training.errors import UserError
+from training.processes import check_cuda_graphs
 
 LOSS_KEYS = ("loss", "train_loss", "val_loss")
 # Re-save a checkpoint with every storage tagged 'cuda:0', as torch.save tags a GPU run's tensors.
@@ -68,7 +67,7 @@ def test_a_gpu_checkpoint_samples_and_exports_on_the_cpu(runs, char_dataset, tmp
     r = run("sample.py", f"--out_dir={runs.gpu}", "--device=cpu", "--num_samples=1", "--max_new_tokens=5")
     assert r.returncode == 0, r.stderr
     pytest.importorskip("transformers")
-    r = run("hf.py", f"--out_dir={runs.gpu}", f"--to={tmp_path / 'hf'}")
+    r = run("-m", "training.hf", f"--out_dir={runs.gpu}", f"--to={tmp_path / 'hf'}")
     assert r.returncode == 0, r.stderr
 
 
@@ -86,7 +85,7 @@ def test_resume_puts_model_and_optimizer_state_on_the_run_device(char_dataset, t
     adamw = torch.optim.AdamW
     monkeypatch.setattr(torch.optim, "AdamW", lambda *a, fused=None, **k: adamw(*a, **k))
     monkeypatch.setattr(torch.__future__, "_swap_module_params_on_conversion", True)
-    built = training.build(cfg, SimpleNamespace(name="meta", type="meta", dtype="float32"))
+    built = loop.build(cfg, SimpleNamespace(name="meta", type="meta", dtype="float32"))
     model, optimizer, start = built.model, built.optimizer, built.start
     assert start.iter == 4
     assert {p.device.type for p in model.parameters()} == {"meta"}
@@ -123,11 +122,11 @@ def test_sampling_compiles_with_cuda_graphs_on_cuda_only(monkeypatch):
     (reduce-overhead) on CUDA, the default mode elsewhere, and nothing where compiling fails."""
     modes = []
     model = SimpleNamespace(compile=lambda mode: modes.append(mode))
-    monkeypatch.setattr(runtime, "compile_works", lambda device: True)
+    monkeypatch.setattr(devices, "compile_works", lambda device: True)
     for device in ("cuda:0", "cuda", "cpu"):
-        runtime.compile_for_sampling(model, device)
-    monkeypatch.setattr(runtime, "compile_works", lambda device: False)
-    runtime.compile_for_sampling(model, "cuda")
+        compile_for_sampling(model, device)
+    monkeypatch.setattr(devices, "compile_works", lambda device: False)
+    compile_for_sampling(model, "cuda")
     assert modes == ["reduce-overhead", "reduce-overhead", "default"]
 
 
@@ -138,18 +137,18 @@ def test_cuda_graphs_with_several_micro_steps_per_rank_are_refused():
     cfg = SimpleNamespace(compile=True, compile_mode="reduce-overhead", gradient_accumulation_steps=8)
     with pytest.raises(UserError, match=r"compile_mode='reduce-overhead' \(CUDA graphs\) with 8 micro-steps per "
                                         r"rank: .*use gradient_accumulation_steps=1"):
-        runtime.check_cuda_graphs(cfg, cuda, 1)
-    runtime.check_cuda_graphs(cfg, cuda, 8)  # one micro-step per rank
-    runtime.check_cuda_graphs(SimpleNamespace(**{**vars(cfg), "compile_mode": "default"}), cuda, 1)
-    runtime.check_cuda_graphs(cfg, SimpleNamespace(type="cpu", name="cpu", dtype="float32"), 1)
+        check_cuda_graphs(cfg, cuda, 1)
+    check_cuda_graphs(cfg, cuda, 8)  # one micro-step per rank
+    check_cuda_graphs(SimpleNamespace(**{**vars(cfg), "compile_mode": "default"}), cuda, 1)
+    check_cuda_graphs(cfg, SimpleNamespace(type="cpu", name="cpu", dtype="float32"), 1)
 
 
 def test_the_peak_memory_is_the_runs_own_gpus(monkeypatch):
     asked = []
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: asked.append(device) or 2**30)
-    assert runtime.peak_memory_gib(SimpleNamespace(type="cuda", name="cuda:1")) == 1.0
+    assert peak_memory_gib(SimpleNamespace(type="cuda", name="cuda:1")) == 1.0
     assert asked == ["cuda:1"]
-    assert runtime.peak_memory_gib(SimpleNamespace(type="cpu", name="cpu")) is None
+    assert peak_memory_gib(SimpleNamespace(type="cpu", name="cpu")) is None
 
 
 @pytest.mark.parametrize("setting, device, capability, first", [
@@ -165,7 +164,7 @@ def test_the_attention_kernel_order_follows_the_gpu(monkeypatch, setting, device
     from torch.nn.attention import SDPBackend
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda name=None: capability)
-    order = runtime.attention_order(setting, SimpleNamespace(type=device, name=device))
+    order = attention_order(setting, SimpleNamespace(type=device, name=device))
     assert (order[0].name if order else None) == first
     if order:  # every kernel stays allowed, each once
         assert sorted(b.name for b in order) == sorted(b.name for b in (
@@ -177,7 +176,7 @@ def test_the_attention_order_holds_inside_its_context_and_is_restored_after(monk
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda name=None: (9, 0))
     before = torch._C._get_sdp_priority_order()
-    with runtime.attention_kernels("auto", SimpleNamespace(type="cuda", name="cuda")):
+    with attention_kernels("auto", SimpleNamespace(type="cuda", name="cuda")):
         assert torch._C._get_sdp_priority_order()[0] == int(SDPBackend.CUDNN_ATTENTION)
         assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
     assert torch._C._get_sdp_priority_order() == before

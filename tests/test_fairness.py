@@ -20,12 +20,11 @@ import torch
 import torch.nn.functional as F
 from conftest import needs_fused_loss, read_metrics, run, tiny
 
-import checkpoint
-import runtime
-import settings
-import training
 from configurator import configure
 from model import ACTIVATIONS
+from training import checkpoint, loop, settings
+from training.batches import Batches
+from training.devices import autocast, resolve_device
 
 UNGATED = [name for name, a in ACTIVATIONS.items() if not a.gated]
 SINGLE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)
@@ -37,18 +36,18 @@ CPU = SimpleNamespace(name="cpu", type="cpu", dtype="float32")
 def config(dataset, tmp_path, **overrides):
     cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(tmp_path, dataset, **overrides)))
     settings.validate(cfg)
-    assert runtime.resolve_device(cfg) == CPU
+    assert resolve_device(cfg) == CPU
     return cfg
 
 
 def build(cfg):
-    run = training.build(cfg, CPU)
-    return run.model, run.optimizer, run.scaler, runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu",
+    run = loop.build(cfg, CPU)
+    return run.model, run.optimizer, run.scaler, Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu",
                                                                  run.model.config.vocab_size)
 
 
 def step(model, optimizer, scaler, batches, cfg):
-    return training.Step(model, optimizer, scaler, batches, cfg, SINGLE, runtime.autocast(CPU))
+    return loop.Step(model, optimizer, scaler, batches, cfg, SINGLE, autocast(CPU))
 
 
 class Recorder(torch.nn.Module):
@@ -80,7 +79,7 @@ def trained_on(dataset, tmp_path, iterations, **overrides):
     model, optimizer, scaler, batches = build(cfg)
     recorder = Recorder(model)
     for it in iterations:
-        step(recorder, optimizer, scaler, batches, cfg)(it)
+        step(recorder, optimizer, scaler, batches, cfg)(it, loop.get_lr(it, cfg))
         optimizer.zero_grad(set_to_none=True)
     return recorder.seen
 
@@ -101,7 +100,7 @@ def evaluated_on(dataset, tmp_path, **overrides):
     cfg = config(dataset, tmp_path, **overrides)
     model, _, _, batches = build(cfg)
     recorder = Recorder(model)
-    losses = training.evaluate(recorder, batches, cfg.eval_iters, runtime.autocast(CPU))
+    losses = loop.evaluate(recorder, batches, cfg.eval_iters, autocast(CPU))
     return recorder.seen, losses
 
 
@@ -131,8 +130,8 @@ def test_evaluation_keeps_no_autograd_graph(char_dataset, tmp_path):
             modes.append(torch.is_grad_enabled())
             return self.model(x, y)
 
-    training.evaluate(Watch(), batches, cfg.eval_iters, runtime.autocast(CPU))
-    training.whole_split_loss(Watch(), batches, "val", runtime.autocast(CPU))
+    loop.evaluate(Watch(), batches, cfg.eval_iters, autocast(CPU))
+    loop.whole_split_loss(Watch(), batches, "val", autocast(CPU))
     assert modes and not any(modes)
 
 
@@ -155,7 +154,7 @@ def test_evaluation_survives_outputs_overwritten_by_the_next_call(char_dataset, 
             shared.copy_(loss)
             return logits, shared
 
-    losses = training.evaluate(Replayed(), batches, cfg.eval_iters, runtime.autocast(CPU))
+    losses = loop.evaluate(Replayed(), batches, cfg.eval_iters, autocast(CPU))
     per_split = len(honest) // 2
     assert losses["val"] == pytest.approx(sum(honest[per_split:]) / per_split, rel=1e-6)
     assert losses["train"] == pytest.approx(sum(honest[:per_split]) / per_split, rel=1e-6)
@@ -176,7 +175,7 @@ def test_learning_rate_of_every_iteration_follows_the_schedule(char_dataset, tmp
     cfg = config(char_dataset, tmp_path, learning_rate=lr, warmup_iters=warmup, lr_decay_iters=decay, min_lr=floor)
     model, optimizer, scaler, batches = build(cfg)
     for it in range(25):
-        step(model, optimizer, scaler, batches, cfg)(it)
+        step(model, optimizer, scaler, batches, cfg)(it, loop.get_lr(it, cfg))
         applied = [group["lr"] for group in optimizer.param_groups]
         assert applied == [pytest.approx(scheduled_lr(it, lr, warmup, decay, floor), rel=1e-12)] * 2, it
     # and the rate the run records is the one it applied
@@ -189,7 +188,7 @@ def test_learning_rate_of_every_iteration_follows_the_schedule(char_dataset, tmp
         assert value == pytest.approx(scheduled_lr(it, lr, warmup, decay, floor), rel=1e-12), it
     assert cfg.decay_lr and config(char_dataset, tmp_path, decay_lr=False).decay_lr is False
     cfg = config(char_dataset, tmp_path, decay_lr=False, learning_rate=lr)
-    assert {training.get_lr(it, cfg) for it in (0, 5, 29)} == {lr}
+    assert {loop.get_lr(it, cfg) for it in (0, 5, 29)} == {lr}
 
 
 @pytest.mark.parametrize("clip", [0.01, 0.0])
@@ -199,7 +198,7 @@ def test_gradients_are_clipped_to_grad_clip(clip, char_dataset, tmp_path):
     seen = []  # the gradients' norm as the update receives them, after clipping
     optimizer.register_step_pre_hook(lambda *_: seen.append(torch.linalg.vector_norm(
         torch.stack([torch.linalg.vector_norm(p.grad) for p in model.parameters()]))))
-    _, norm, _ = step(model, optimizer, scaler, batches, cfg)(0)
+    _, norm, _ = step(model, optimizer, scaler, batches, cfg)(0, loop.get_lr(0, cfg))
     after = seen[0]
     assert norm > 0.1  # the norm before clipping, as train_step returns it
     if clip:
@@ -261,7 +260,7 @@ def test_the_whole_split_has_every_token_once(tokens, batch_size, block_size, tm
     each target the token that follows its input."""
     for split in ("train", "val"):
         np.arange(tokens, dtype=np.uint16).tofile(tmp_path / f"{split}.bin")
-    batches = runtime.Batches(str(tmp_path), batch_size, block_size, "cpu", 65536)
+    batches = Batches(str(tmp_path), batch_size, block_size, "cpu", 65536)
     targets, counted = [], 0
     for x, y, n in batches.whole("val"):
         assert x.shape == y.shape == (batch_size, block_size)
@@ -288,7 +287,7 @@ def test_the_fused_loss_trains_as_the_plain_one(char_dataset, tmp_path):
 
 def test_the_fused_loss_falls_back_where_torch_lacks_it(char_dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.delattr(torch.nn.functional, "linear_cross_entropy", raising=False)
-    model = training.build(config(char_dataset, tmp_path, fused_loss="torch"), CPU).model
+    model = loop.build(config(char_dataset, tmp_path, fused_loss="torch"), CPU).model
     assert model.fused_loss is None
     assert "computing the loss from the logits" in capsys.readouterr().out
 
@@ -315,7 +314,7 @@ def test_the_fused_loss_is_chosen_by_device_and_installed_kernels(monkeypatch, s
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     told = []
-    assert training.fused_loss_kernel(setting, device, say=told.append) == chosen
+    assert loop.fused_loss_kernel(setting, device, say=told.append) == chosen
     assert bool(told) == said
 
 
@@ -330,7 +329,7 @@ def test_dropout_masks_do_not_depend_on_the_activation(char_dataset, tmp_path):
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):
                 m.register_forward_hook(lambda mod, args, out, seen=seen: seen.append((out == 0) & (args[0] != 0)))
-        step(model, optimizer, scaler, batches, cfg)(3)
+        step(model, optimizer, scaler, batches, cfg)(3, loop.get_lr(3, cfg))
     assert masks["gelu"] and all(mask.any() for mask in masks["gelu"])
     for activation in ("relu", "swiglu", "none"):
         assert len(masks[activation]) == len(masks["gelu"]), activation
@@ -340,8 +339,8 @@ def test_dropout_masks_do_not_depend_on_the_activation(char_dataset, tmp_path):
 def test_the_collapse_check_compares_the_folded_model_with_the_unfolded_one(monkeypatch):
     """analysis.json's 'none' collapse check must measure the folded model against the unfolded one:
     with the folding broken on purpose, the difference it reports is large, not 0."""
-    import analysis
     import model as model_module
+    from training import analysis
 
     torch.manual_seed(0)
     gpt = model_module.GPT(model_module.GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=24,
@@ -365,8 +364,8 @@ def test_hidden_unit_statistics_match_values_worked_out_by_hand():
     pre-activations w·x + b for unit weights (1, -1, 0, 2) and biases (0, 0, -1, -3), on a batch of
     tokens x = 1, -2, 0.5 and then one of x = 3. Units 0 and 1 fire on some tokens only, unit 3 on the
     second batch only, unit 2 never: one unit in four is dead in both layers."""
-    import analysis
     import model as model_module
+    from training import analysis
 
     mlps = []
     for activation in ("relu", "none"):
@@ -414,19 +413,19 @@ def test_a_skipped_update_leaves_weights_moments_and_step_count_as_they_were(cha
     poisoned = Poisoned()
     run_step = step(poisoned, optimizer, scaler, batches, cfg)
     for it in range(3):
-        assert run_step(it)[2].item() == 0.0
+        assert run_step(it, loop.get_lr(it, cfg))[2].item() == 0.0
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
     assert state and all(s["step"].item() == 3 for s in state.values())
     poisoned.poison = True
-    loss, norm, skipped = run_step(3)
+    loss, norm, skipped = run_step(3, loop.get_lr(3, cfg))
     assert skipped.item() == 1.0 and not torch.isfinite(norm)
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     for p, s in optimizer.state.items():
         assert all(torch.equal(v, state[id(p)][k]) for k, v in s.items())
     poisoned.poison = False
     for it in range(4, 7):
-        loss, norm, skipped = run_step(it)
+        loss, norm, skipped = run_step(it, loop.get_lr(it, cfg))
         assert torch.isfinite(loss) and torch.isfinite(norm) and skipped.item() == 0.0
     assert all(s["step"].item() == 6 for s in optimizer.state.values())
 
@@ -441,8 +440,8 @@ def test_clipping_under_a_loss_scaler_clips_the_unscaled_gradients(char_dataset,
     model, optimizer, _, _ = build(cfg)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, enabled=True)
     for it in range(3):
-        _, want, _ = step(plain_model, plain_opt, plain_scaler, batches, cfg)(it)
-        _, got, skipped = step(model, optimizer, scaler, batches, cfg)(it)
+        _, want, _ = step(plain_model, plain_opt, plain_scaler, batches, cfg)(it, loop.get_lr(it, cfg))
+        _, got, skipped = step(model, optimizer, scaler, batches, cfg)(it, loop.get_lr(it, cfg))
         assert want > cfg.grad_clip and skipped.item() == 0.0
         assert got.item() == pytest.approx(want.item(), rel=1e-6)
         for (name, a), b in zip(plain_model.state_dict().items(), model.state_dict().values()):

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import HAS_FUSED_LOSS, run
 
-import gpu_check
+from tools import gpu_check
 
 CHECKS = ("train", "resume", "gpu->cpu", "kv cache", "float16", "torchrun", "fsdp", "bench", "memory",
           "memory compiled", "plan")
@@ -21,7 +21,7 @@ def rehearsal(tmp_path_factory):
     """make gpu-all rehearsed on tiny models on the CPU: the checks and paths side by side, then the
     speed rows, as one GPU call runs them."""
     out = tmp_path_factory.mktemp("all")
-    r = run("gpu_check.py", "--all=True", "--device=cpu", "--smoke=True", f"--out_dir={out}",
+    r = run("-m", "tools.gpu_check", "--all=True", "--device=cpu", "--smoke=True", f"--out_dir={out}",
             f"--wheels={out / 'no-wheels'}")
     return r, out
 
@@ -84,7 +84,7 @@ def test_one_gpu_skips_what_needs_two_and_runs_what_it_can(tmp_path, monkeypatch
 
 
 def test_a_failing_check_is_reported(tmp_path):
-    r = run("gpu_check.py", "--device=cpu", "--smoke=True", f"--out_dir={tmp_path}", "--only=['gpu->cpu']")
+    r = run("-m", "tools.gpu_check", "--device=cpu", "--smoke=True", f"--out_dir={tmp_path}", "--only=['gpu->cpu']")
     assert r.returncode == 1
     assert "FAIL  gpu->cpu: no checkpoint from the train check" in r.stdout
     assert "0 of 1 checks passed, 1 failed" in (tmp_path / "gpu_check.md").read_text()
@@ -93,7 +93,7 @@ def test_a_failing_check_is_reported(tmp_path):
 def test_argument_errors_are_one_line(tmp_path):
     for args, message in ((["--only=['nope']"], "only=['nope'] names unknown checks ['nope']"),
                           (["--device=cpu"], "add --smoke=True")):
-        r = run("gpu_check.py", f"--out_dir={tmp_path}", *args)
+        r = run("-m", "tools.gpu_check", f"--out_dir={tmp_path}", *args)
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
 
 

@@ -21,10 +21,9 @@ import torch
 from conftest import REPO, run, tiny
 from torch.nn import functional as F
 
-import checkpoint
-import hf
-from errors import UserError
 from model import GPT, GPTConfig
+from training import checkpoint, hf
+from training.errors import UserError
 
 transformers = pytest.importorskip("transformers")
 save_safetensors = pytest.importorskip("safetensors.torch").save_file  # installed with transformers
@@ -233,7 +232,7 @@ def test_missing_transformers(monkeypatch):
 
 def test_hub_name_offline_with_an_empty_cache(tmp_path):
     # A fresh process: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME when first imported.
-    code = "import hf\ntry:\n    hf.load_pretrained('gpt2')\nexcept hf.UserError as e:\n    print(e)"
+    code = "from training import hf\ntry:\n    hf.load_pretrained('gpt2')\nexcept hf.UserError as e:\n    print(e)"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -246,7 +245,7 @@ def test_cli_exports_a_trained_checkpoint(char_dataset, tmp_path):
     out, to = tmp_path / "run", tmp_path / "hf"
     r = run("train.py", *tiny(out, char_dataset, max_iters=2, eval_interval=2))
     assert r.returncode == 0, r.stderr
-    r = run("hf.py", f"--out_dir={out}", f"--to={to}", env={"HF_HUB_OFFLINE": "1"})
+    r = run("-m", "training.hf", f"--out_dir={out}", f"--to={to}", env={"HF_HUB_OFFLINE": "1"})
     assert r.returncode == 0, r.stderr
     assert f"wrote {to}" in r.stdout
     model = checkpoint.build_model(checkpoint.load(str(out / "ckpt.pt"))).eval()

@@ -396,22 +396,23 @@ def test_mup_rates_follow_the_schedule_times_their_scale(char_dataset, tmp_path)
     """The training step gives each group the schedule's rate times its lr_scale, every iteration."""
     from types import SimpleNamespace
 
-    import runtime
-    import settings
-    import training
-    from configurator import configure
     from conftest import tiny
+
+    from configurator import configure
+    from training import loop, settings
+    from training.batches import Batches
+    from training.devices import autocast, resolve_device
 
     cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(tmp_path, char_dataset, n_embd=64, n_head=2,
                                                               mup_base_width=16)))
-    device = runtime.resolve_device(cfg)
-    run = training.build(cfg, device)
-    batches = runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", run.model.config.vocab_size)
-    step = training.Step(run.model, run.optimizer, run.scaler, batches, cfg,
-                         SimpleNamespace(ddp=False, rank=0, world_size=1), runtime.autocast(device))
+    device = resolve_device(cfg)
+    run = loop.build(cfg, device)
+    batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", run.model.config.vocab_size)
+    step = loop.Step(run.model, run.optimizer, run.scaler, batches, cfg,
+                         SimpleNamespace(ddp=False, rank=0, world_size=1), autocast(device))
     for it in (0, 3, 17):
-        step(it)
-        lr = training.get_lr(it, cfg)
+        step(it, loop.get_lr(it, cfg))
+        lr = loop.get_lr(it, cfg)
         assert [g["lr"] for g in run.optimizer.param_groups] == [lr, lr, lr / 4]
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import read_metrics, run, tiny
 
-import coord_check
-import settings
 from configurator import configure
 from model import ACTIVATIONS, GPT, GPTConfig
+from tools import coord_check
+from training import settings
 
 MUP = dict(n_embd=32, n_head=2, mup_base_width=16)
 
@@ -178,7 +178,7 @@ def test_a_resume_that_changes_a_multiplier_is_refused(char_dataset, tmp_path):
 def test_an_older_mup_checkpoint_keeps_its_attention():
     """µP checkpoints written before the multipliers scaled q.k by 1/d_head: read now, α_attn =
     1/sqrt(d_base_head) gives that scale again; standard ones get the defaults."""
-    import checkpoint
+    from training import checkpoint
 
     old = checkpoint.with_mup_defaults(dict(n_embd=64, n_head=2, mup_base_width=16))
     assert GPTConfig(**old).attention_scale == pytest.approx(1 / 32)  # heads of 32

@@ -20,9 +20,10 @@ import pytest
 import torch.distributed as dist
 from conftest import REPO, read_metrics, run, tiny, torchrun_workers
 
-import checkpoint
-import rundir
-import runtime
+from training import checkpoint, rundir
+from training.batches import Batches
+from training.devices import resolve_device
+from training.processes import StopRequest
 
 
 def losses(out_dir):
@@ -43,13 +44,13 @@ def test_a_signal_during_the_ranks_agreement_is_not_lost(tmp_path, monkeypatch):
             return real(tensor, *args, **kwargs)
 
         monkeypatch.setattr(dist, "all_reduce", signalled)
-        with runtime.StopRequest() as stop:
+        with StopRequest() as stop:
             agreed = [stop.agreed(ranks) for _ in range(3)]
         assert agreed[0] == 0 and signal.SIGTERM in agreed[1:]
         # and agreeing never waits on the device: a host tensor, reduced asynchronously
         calls = []
         monkeypatch.setattr(dist, "all_reduce", lambda t, *a, **k: calls.append((t.device.type, k)) or real(t, *a, **k))
-        with runtime.StopRequest() as stop:
+        with StopRequest() as stop:
             stop.agreed(ranks)
         assert calls == [("cpu", dict(op=dist.ReduceOp.MAX, group=ranks.host, async_op=True))]
     finally:
@@ -225,7 +226,7 @@ def test_two_nodes_train_as_one_process_and_survive_a_killed_worker(char_dataset
 
 def test_the_lock_names_its_holder_and_is_released_with_it(tmp_path):
     folder = str(tmp_path / "run")
-    take = (f"import rundir, errors\ntry:\n    rundir.Lock({folder!r}).__enter__()\n    print('taken')\n"
+    take = (f"from training import errors, rundir\ntry:\n    rundir.Lock({folder!r}).__enter__()\n    print('taken')\n"
             "except errors.UserError as e:\n    print(e)")
     with rundir.Lock(folder):
         holder = (tmp_path / "run" / rundir.LOCK).read_text().strip()
@@ -259,17 +260,15 @@ def test_a_damaged_best_pt_does_not_stop_the_run_from_finishing(finished, char_d
     finishes, says why that one score is missing, and records none for it."""
     from contextlib import nullcontext
 
-    import training
     from configurator import configure
     from train import whole_split_scores
-
-    import settings
+    from training import loop, settings
 
     (finished / rundir.BEST).write_bytes(b"not a checkpoint")
     cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(finished, char_dataset, init_from="resume")))
-    device = runtime.resolve_device(cfg)
-    model = training.build(cfg, device).model
-    batches = runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", model.config.vocab_size)
+    device = resolve_device(cfg)
+    model = loop.build(cfg, device).model
+    batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", model.config.vocab_size)
     scores = whole_split_scores(cfg, model, batches, SimpleNamespace(evals=[]), nullcontext(), best_iter=4)
     assert scores["best_full_val_loss"] is None and scores["final_full_val_loss"] > 0
     assert "no whole-split score for the best model: checkpoint" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """The dry run's memory plan against what a training step really allocates: the peak of torch's own
-CPU allocator over two iterations of train.py's step (training.Step), read from torch's profiler,
+CPU allocator over two iterations of train.py's step (loop.Step), read from torch's profiler,
 with weights, optimizer and batches made inside the measurement. The plan must never be below it
 (a plan that says "fits" for a run that does not costs a failed job), and for the plain loss at
 GPT-2's vocabulary, where the loss dominates, within 15% above it."""
@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import plan
-import settings
-import training
-from runtime import Batches, autocast
+from tools import plan
+from training import loop, settings
+from training.batches import Batches
+from training.devices import autocast
 
 ONE = SimpleNamespace(ddp=False, rank=0, world_size=1, master=True)
 
@@ -41,15 +41,15 @@ def measured_and_planned(dataset, **keys):
     device = SimpleNamespace(name="cpu", type="cpu", dtype=cfg.dtype)
 
     def two_iterations():
-        run = training.build(cfg, device)
+        run = loop.build(cfg, device)
         batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", run.model.config.vocab_size)
-        model = training.compiled(run.model, cfg, cfg.compile)
-        step = training.Step(model, run.optimizer, run.scaler, batches, cfg, ONE, autocast(device))
+        model = loop.compiled(run.model, cfg, cfg.compile)
+        step = loop.Step(model, run.optimizer, run.scaler, batches, cfg, ONE, autocast(device))
         for it in range(2):  # the second has AdamW's moments
-            step(it)
+            step(it, loop.get_lr(it, cfg))
 
     torch._dynamo.reset()
-    e = plan.estimate(cfg, training.planned_config(cfg), 1)
+    e = plan.estimate(cfg, loop.planned_config(cfg), 1)
     return allocated_peak(two_iterations), e.totals[e.ours]
 
 

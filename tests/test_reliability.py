@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import REPO, read_metrics, run, tiny, torchrun_workers
 
-import checkpoint
+from training import checkpoint
 
 LOSS_KEYS = ("loss", "train_loss", "val_loss")
 
@@ -152,7 +152,7 @@ def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path):
 def test_a_file_is_on_disk_before_it_replaces_its_target_and_the_rename_after(what, tmp_path, monkeypatch):
     """A checkpoint save and a record write: the temporary file is fsynced before it is renamed over
     the target, and the folder after, so a power cut cannot leave an empty file under either name."""
-    import rundir
+    from training import rundir
 
     events, fsync, replace = [], os.fsync, os.replace
 

@@ -3,6 +3,7 @@ a checkpoint leaves its records alone; a resumed run records the settings it cha
 carries its tokenizer, so it samples the same after its dataset is prepared again; upstream
 nanoGPT checkpoints sample as GELU models; and every entry point explains itself with --help."""
 
+import importlib
 import json
 import os
 import shutil
@@ -11,11 +12,11 @@ import pytest
 import torch
 from conftest import read_metrics, run, tiny
 
-import checkpoint
 import configurator
-import tokenizer
+from training import checkpoint, settings, tokenizer
 
-SCRIPTS = ["train.py", "sample.py", "bench.py", "sweep.py", "hf.py", "gpu_check.py"]
+SCRIPTS = {"train.py": "train", "sample.py": "sample", "bench.py": "bench", "sweep.py": "sweep",
+           "-m training.hf": "training.hf", "-m tools.gpu_check": "tools.gpu_check"}
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +112,12 @@ def test_a_nanogpt_checkpoint_samples_as_a_gelu_model(trained, tmp_path):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_lists_every_option_with_its_default_and_meaning(script):
-    r = run(script, "--help")
+    r = run(*script.split(), "--help")
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.startswith(f"usage: python {script} [CONFIG_FILE ...] [--key=value ...]")
-    module = __import__(script[:-3])
+    module = importlib.import_module(SCRIPTS[script])
     # train.py's settings, which bench.py takes too, are documented in settings.py
-    sources = [module.__file__] + ([__import__("settings").__file__] if script in ("train.py", "bench.py") else [])
+    sources = [module.__file__] + ([settings.__file__] if script in ("train.py", "bench.py") else [])
     docs = {}
     for path in sources:
         docs.update(configurator.key_docs(path))
@@ -127,7 +128,7 @@ def test_help_lists_every_option_with_its_default_and_meaning(script):
 
 
 def test_report_py_says_how_reports_are_written():
-    r = run("report.py", "--help")
+    r = run("-m", "experiment.report", "--help")
     assert r.returncode == 0 and "python sweep.py SWEEPFILE --report_only=True" in r.stdout
 
 

@@ -109,7 +109,7 @@ def test_an_fsdp_checkpoint_samples_and_exports(runs, tmp_path):
     r = run("sample.py", f"--out_dir={runs / 'fsdp'}", "--device=cpu", "--num_samples=1", "--max_new_tokens=20")
     assert r.returncode == 0, r.stderr
     pytest.importorskip("transformers")
-    r = run("hf.py", f"--out_dir={runs / 'fsdp'}", f"--to={tmp_path / 'hf'}")
+    r = run("-m", "training.hf", f"--out_dir={runs / 'fsdp'}", f"--to={tmp_path / 'hf'}")
     assert r.returncode == 0, r.stderr
 
 
@@ -123,25 +123,25 @@ def test_under_fsdp_each_block_and_the_head_compile_on_their_own(char_dataset, t
     import torch
     import torch.distributed as dist
 
-    import runtime
-    import settings
-    import training
     from configurator import configure
+    from training import loop, settings
+    from training.batches import Batches
+    from training.devices import autocast, resolve_device
 
     dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
     try:
         cfg = SimpleNamespace(**configure(settings.DEFAULTS, tiny(tmp_path, char_dataset, fsdp=True, compile=True)))
-        device = runtime.resolve_device(cfg)
+        device = resolve_device(cfg)
         ranks = SimpleNamespace(ddp=True, rank=0, world_size=1, master=True, host=dist.group.WORLD)
         losses = []
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         for compiled in (False, True):
-            run_ = training.build(cfg, device)
-            model = training.compiled(run_.model, cfg, compiled)
-            batches = runtime.Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", model.config.vocab_size)
-            step = training.Step(model, run_.optimizer, run_.scaler, batches, cfg, ranks, runtime.autocast(device))
-            losses.append([step(it)[0].item() for it in range(2)])
+            run_ = loop.build(cfg, device)
+            model = loop.compiled(run_.model, cfg, compiled)
+            batches = Batches(cfg.dataset, cfg.batch_size, cfg.block_size, "cpu", model.config.vocab_size)
+            step = loop.Step(model, run_.optimizer, run_.scaler, batches, cfg, ranks, autocast(device))
+            losses.append([step(it, loop.get_lr(it, cfg))[0].item() for it in range(2)])
         assert model is run_.model  # compiled in place: FSDP's module, its hooks and its state stay as they are
         assert all(hasattr(block.forward, "_torchdynamo_orig_callable") for block in model.transformer.h)
         assert hasattr(model.head, "_torchdynamo_orig_callable")

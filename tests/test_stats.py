@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-import evidence
-import stats
+from experiment import evidence, stats
 
 
 def test_interval_and_paired_test_agree_with_scipy_and_printed_tables():

@@ -26,10 +26,10 @@ from types import SimpleNamespace
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
-import evidence
-import stats
+
 import sweep
-from errors import UserError
+from experiment import evidence, stats
+from training.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(ROOT, "config", "train_shakespeare_char_cpu.py")

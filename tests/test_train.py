@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import make_text, read_metrics, run, tiny
 
-import checkpoint
 from model import GPT, GPTConfig
+from training import checkpoint
 
 
 @pytest.fixture(scope="module")

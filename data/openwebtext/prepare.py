@@ -15,14 +15,17 @@ import functools
 import math
 import os
 import re
+import sys
 
 import numpy as np
 from tqdm import tqdm
 
-import files
-import tokenizer
+# Run as a file, Python puts this script's folder on sys.path, not the repository's root: put it there.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
 from data.prepare_text import check_out
-from errors import ArgumentParser, UserError, run_main
+from training import files, tokenizer
+from training.errors import ArgumentParser, UserError, run_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,7 +34,7 @@ BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parq
 # Tokens read and written at a time (16 MB as int32): this, not the corpus, sets the memory needed.
 SHARD_TOKENS = 2**22
 # --files converts the corpus to Arrow and tokenizes it in a cache of datasets': here, not in a hidden
-# folder of the home directory, since it takes about twice the corpus's size (see README, Data).
+# folder of the home directory, since it takes about twice the corpus's size (see docs/data.md).
 LOCAL_CACHE = os.path.join(os.path.dirname(HERE), "hf_cache")
 LOCAL_HINT = "prepare local files instead: --files FILE_OR_FOLDER (.txt, .jsonl or .parquet)"
 

@@ -8,6 +8,10 @@ validates: 301,966 and 36,059 tokens. Offline, GPT-2's ranks must be in TIKTOKEN
 """
 
 import os
+import sys
+
+# Run as a file, Python puts this script's folder on sys.path, not the repository's root: put it there.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from data.prepare_text import shakespeare_main
 

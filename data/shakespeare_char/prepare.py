@@ -8,6 +8,10 @@ text trains, the rest validates: 65 symbols, 1,003,854 and 111,540 tokens.
 """
 
 import os
+import sys
+
+# Run as a file, Python puts this script's folder on sys.path, not the repository's root: put it there.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from data.prepare_text import shakespeare_main
 

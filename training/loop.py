@@ -13,20 +13,26 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-import checkpoint
-import hf
-import rundir
-import settings
-import sharding
-import tokenizer
-from errors import UserError
-from model import GPT, MUP_KEYS, GPTConfig
-from runtime import dataset_dir, seed_dropout
+from model import ACTIVATIONS, GPT, MUP_KEYS, GPTConfig
+from training import checkpoint, hf, rundir, settings, sharding, tokenizer
+from training.batches import dataset_dir, seed_dropout
+from training.errors import UserError
+
+
+def check(cfg):
+    """Every setting checked before anything is read or written: the settings' own checks, then the
+    choices whose valid values other modules own: the activation (model.py's registry) and init_from
+    (a GPT-2 of hf.py's, or a folder). The plan checks its GPU when it plans."""
+    settings.validate(cfg)
+    if cfg.activation and cfg.activation not in ACTIVATIONS:
+        raise UserError(f"unknown activation {cfg.activation!r}; valid: {', '.join(ACTIVATIONS)}")
+    hf.check_init_from(cfg.init_from, settings.INITS)
+
 
 def model_config(cfg, vocab_size):
-    """The GPTConfig of a new model from the settings (an unnamed activation is gelu)."""
+    """The GPTConfig of a new model from the settings."""
     return GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size,
-                     bias=cfg.bias, vocab_size=vocab_size, dropout=cfg.dropout, activation=cfg.activation or "gelu",
+                     bias=cfg.bias, vocab_size=vocab_size, dropout=cfg.dropout, activation=settings.activation(cfg),
                      **{key: getattr(cfg, key) for key in MUP_KEYS})
 
 
@@ -34,7 +40,8 @@ def planned_config(cfg):
     """The GPTConfig a run will train, from its config alone (no weights read), for the dry run."""
     if cfg.init_from in settings.INITS:
         return model_config(cfg, tokenizer.for_dataset(dataset_dir(cfg.dataset)).model_vocab_size)
-    config = hf.pretrained_config(cfg.init_from, activation=cfg.activation or None, dropout=cfg.dropout)
+    published = hf.pretrained_config(cfg.init_from)
+    config = hf.pretrained_config(cfg.init_from, settings.activation(cfg, published.activation), cfg.dropout)
     config.block_size = min(config.block_size, cfg.block_size)  # build() crops the context the same way
     return config
 
@@ -50,7 +57,7 @@ def from_gpt2(cfg, tok):
         raise UserError(f"block_size={cfg.block_size} exceeds the {published.block_size} positions of "
                         f"{cfg.init_from}; use block_size <= {published.block_size}")
     trained_with = published.activation  # gelu_tanh for OpenAI's
-    activation = cfg.activation or trained_with
+    activation = settings.activation(cfg, trained_with)
     model = hf.load_pretrained(cfg.init_from, activation=activation, dropout=cfg.dropout)
     if activation != trained_with:
         print(f"surgery: {cfg.init_from} was trained with {trained_with}; its MLPs now use {activation}")
@@ -152,11 +159,12 @@ class Step:
         self.per_rank = cfg.gradient_accumulation_steps // ranks.world_size
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
 
-    def __call__(self, it):
-        """Iteration it: forward and backward over this rank's micro-batches, unscale, clip, update.
-        Returns (mean micro-batch loss on this rank, gradient norm before clipping, 1.0 if the update
-        was skipped else 0.0), all on the device: nothing here waits for it."""
-        cfg, lr = self.cfg, get_lr(it, self.cfg)
+    def __call__(self, it, lr):
+        """Iteration it at learning rate lr (get_lr's, which the caller logs too): forward and backward
+        over this rank's micro-batches, unscale, clip, update. Returns (mean micro-batch loss on this
+        rank, gradient norm before clipping, 1.0 if the update was skipped else 0.0), all on the
+        device: nothing here waits for it."""
+        cfg = self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # µP's hidden matrices learn at base/width of it
         loss_sum = 0.0

@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-import files
-import rundir
-import sharding
-from errors import UserError
 from model import GPT, MUP_KEYS, GPTConfig
-from runtime import dataset_dir
+from training import files, rundir, settings, sharding
+from training.batches import dataset_dir
+from training.errors import UserError
+
 
 def save(obj, path):
     files.atomic_write(path, lambda f: torch.save(obj, f), needs=tensor_bytes(obj))
@@ -163,15 +162,15 @@ def resume(cfg, tok):
     path = rundir.path(cfg.out_dir, cfg.checkpoint)
     state = load(path)
     if state.get("nanogpt"):
-        raise UserError(f"{path} was written by nanoGPT: sample.py and hf.py read it (its MLP is the exact "
+        raise UserError(f"{path} was written by nanoGPT: sample.py and training/hf.py read it (its MLP is the exact "
                         "GELU), but a run resumes only from train.py's checkpoints; to fine-tune it, export it "
-                        "(python hf.py --to=DIR) and train with --init_from=DIR")
+                        "(python -m training.hf --to=DIR) and train with --init_from=DIR")
     missing = [k for k in RESUMABLE if k not in state]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: it is not a checkpoint train.py wrote, so a run "
                         "cannot resume from it; start a new out_dir (--init_from=scratch)")
     saved = state["model_args"]
-    wanted = dict(block_size=cfg.block_size, activation=cfg.activation or saved["activation"])
+    wanted = dict(block_size=cfg.block_size, activation=settings.activation(cfg, saved["activation"]))
     if not state.get("pretrained"):
         wanted.update(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, bias=cfg.bias,
                       vocab_size=tok.model_vocab_size, **{key: getattr(cfg, key) for key in MUP_KEYS})

@@ -1,6 +1,6 @@
 """
-Prove the GPU paths on a CUDA machine in a few minutes: `make gpu-check` (python gpu_check.py);
-measure the speed goals with `make gpu-speed` (python gpu_check.py --speed=True).
+Prove the GPU paths on a CUDA machine in a few minutes: `make gpu-check` (python -m tools.gpu_check);
+measure the speed goals with `make gpu-speed` (python -m tools.gpu_check --speed=True).
 
 Each check runs the project's own scripts as a user would, in subprocesses, on tiny Shakespeare:
 
@@ -61,11 +61,9 @@ import sys
 import time
 from types import SimpleNamespace
 
-import files
-import rundir
-import settings
 from configurator import configure
-from errors import UserError, run_main
+from training import files, rundir, settings
+from training.errors import UserError, run_main
 
 DEFAULTS = dict(
     out_dir="out-gpu-check",  # emptied first; holds every run of the check and gpu_check.md
@@ -78,7 +76,7 @@ DEFAULTS = dict(
     pilot=False,  # instead of the checks, the µP pilot: GPT-2 124M under µP at η/2, η, 2η against the standard config
     wheels="gpu-wheels",  # with all=True: GPU extras not installed are installed from the wheels in this folder
 )
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 CHAR = "config/train_shakespeare_char.py"
 ITERS, STOP_AT = 200, 100  # the train and resume runs; SIGTERM once STOP_AT is logged
 RESUME_TOLERANCE = 0.02  # largest loss difference after a GPU resume that non-determinism explains (see check)
@@ -309,8 +307,8 @@ class Checks:
         """The plan's estimate of a run's GPU memory beside what the run held at most: the row fails
         when the run held more than planned (a plan that says "fits" for a run that does not costs a
         failed job), or when the plan is over MEMORY_SLACK above it (a plan twice the truth is no use)."""
-        import plan
-        import training
+        from tools import plan
+        from training import loop
 
         if not self.cfg.smoke and (missing := self.prepare("shakespeare")):
             return False, missing
@@ -319,7 +317,7 @@ class Checks:
                                            log_interval=1, out_dir=os.path.join(self.out, out),
                                            compile=compile and not self.cfg.smoke)]
         cfg = SimpleNamespace(**configure(settings.DEFAULTS, [os.path.join(ROOT, args[0]), *args[1:]]))
-        estimate = plan.estimate(cfg, training.planned_config(cfg), 1)
+        estimate = plan.estimate(cfg, loop.planned_config(cfg), 1)
         planned = estimate.totals[estimate.ours] / 2**30
         r = self.sh("train.py", *args, "--wandb_log=False")
         if r.returncode:
@@ -357,15 +355,15 @@ class Checks:
         return True, f"{ours['ms']:.2f} ms/iter, {ours['tokens_per_s']:,.0f} tokens/s{mfu}"
 
     def plan(self):
-        import plan
-        import training
+        from tools import plan
+        from training import loop
 
         args = ["config/gpt2_xl_gelu.py", "--dry_run=True", "--world_size=8", "--gpu_memory_gb=40"]
         r = self.sh("train.py", *args)
         if r.returncode:
             return False, f"dry run exited {r.returncode}"
         cfg = SimpleNamespace(**configure(settings.DEFAULTS, [os.path.join(ROOT, args[0]), *args[1:]]))
-        e = plan.estimate(cfg, training.planned_config(cfg), 8)
+        e = plan.estimate(cfg, loop.planned_config(cfg), 8)
         cheapest = (f"{e.cheapest[0]} ({e.cheapest[1]})" if e.cheapest[1] else e.cheapest[0]) if e.cheapest \
             else "nothing fits"
         return True, (f"GPT-2 XL, {e.n_all:,} parameters: {e.totals['DDP'] / 2**30:.2f} GiB per GPU under DDP; "
@@ -473,14 +471,14 @@ class Checks:
         """GPT-2 124M as a user runs it on this GPU: the largest micro-batch the plan fits, for the
         config's tokens per iteration cut to 4 of nanoGPT's micro-batches of 12 (a timed iteration
         stays short), against nanoGPT's step at batch 12 doing the same tokens."""
-        import plan
-        import training
+        from tools import plan
+        from training import loop
 
         if not self.cfg.smoke and (missing := self.prepare("shakespeare")):
             return False, missing
         args = [*self.model_124m(), *flags(batch_size=12, gradient_accumulation_steps=4)]
         cfg = SimpleNamespace(**configure(settings.DEFAULTS, [os.path.join(ROOT, args[0]), *args[1:]]))
-        e = plan.estimate(cfg, training.planned_config(cfg), 1)
+        e = plan.estimate(cfg, loop.planned_config(cfg), 1)
         batch, accumulation = e.largest or (cfg.batch_size, cfg.gradient_accumulation_steps)
         code, got = self.json_of("bench.py", "as_run", *args, *flags(batch_size=batch,
                                  gradient_accumulation_steps=accumulation), "--reference=True",
@@ -576,7 +574,7 @@ def environment(cfg):
 
     import torch
 
-    from runtime import describe_device
+    from training.devices import describe_device
 
     count = f"{torch.cuda.device_count()} x " if cfg.device != "cpu" else ""
     return f"{count}{describe_device(cfg.device)}; torch {torch.__version__}; Python {platform.python_version()}"
@@ -637,7 +635,7 @@ def run_all(cfg):
     os.makedirs(cfg.out_dir)
     t0, head = time.time(), [f"# gpu_check --all: {environment(cfg)}", "", install_extras(cfg.wheels)]
     print(head[-1], flush=True)
-    base = [sys.executable, os.path.join(ROOT, "gpu_check.py"), f"--device={cfg.device!r}", f"--smoke={cfg.smoke}"]
+    base = [sys.executable, "-m", "tools.gpu_check", f"--device={cfg.device!r}", f"--smoke={cfg.smoke}"]
     checks = Checks(SimpleNamespace(**{**vars(cfg), "out_dir": cfg.out_dir}))
     for dataset in ("shakespeare_char",) if cfg.smoke else ("shakespeare_char", "shakespeare"):
         if missing := checks.prepare(dataset):  # once, before two parts would prepare it at the same time

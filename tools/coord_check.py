@@ -1,8 +1,8 @@
 """
 The µP coordinate check: does every kind of layer output keep its size as the model widens?
 
-    python coord_check.py                                  # µP and standard, every activation
-    python coord_check.py --activations="['gelu']" --widths=[64,128,256]
+    python -m tools.coord_check                                  # µP and standard, every activation
+    python -m tools.coord_check --activations="['gelu']" --widths=[64,128,256]
 
 For each parametrization (µP with base width `base_width`, and the standard one: GPT-2's init and
 one learning rate for every weight), each activation and each width, a model of n_layer blocks with
@@ -22,13 +22,11 @@ from types import SimpleNamespace
 
 import torch
 
-import files
-import rundir
-import tokenizer
 from configurator import configure
-from errors import UserError, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
-from runtime import Batches
+from training import files, rundir, tokenizer
+from training.batches import Batches
+from training.errors import UserError, run_main
 
 DEFAULTS = dict(
     widths=[64, 128, 256, 512, 1024],  # n_embd of the models compared
@@ -132,7 +130,7 @@ def table(cfg, results):
 
 
 def figure(cfg, results, path):
-    from figures import plt, save_figure
+    from experiment.figures import plt, save_figure
 
     # one y-axis per kind of output, shared by the parametrizations, so that flat and growing compare
     fig, axes = plt.subplots(len(PARAMETRIZATIONS), len(KINDS), figsize=(3.6 * len(KINDS), 3.2 * 2), squeeze=False,

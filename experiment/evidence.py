@@ -9,8 +9,8 @@ report.py and study.py build on it.
 import os
 from types import SimpleNamespace
 
-import rundir
-from stats import ALPHA, interval95, mean_std, paired_t, parabola, seeds_needed, tost
+from experiment.stats import ALPHA, interval95, mean_std, paired_t, parabola, seeds_needed, tost
+from training import rundir
 
 TUNED = "learning_rate"  # with this axis in the grid, each activation is compared at its own best value
 WHOLE, SUBSET = "best_full_val_loss", "best_val_loss"  # summary.json's scores of a run's best model

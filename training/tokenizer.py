@@ -12,7 +12,7 @@ import json
 import os
 import pickle
 
-from errors import UserError
+from training.errors import UserError
 
 EOT = 50256  # GPT-2's <|endoftext|>
 GPT2_VOCAB = 50304  # GPT-2's 50257 tokens padded up to a multiple of 64, for speed

@@ -9,7 +9,7 @@ run's low-precision dtype for compute, and gradients are reduce-scattered in fp3
 micro-steps of an iteration gradients are summed unsharded (in fp32) and reduce-scattered once, on
 the last, as DDP all-reduces once. A checkpoint holds the full, unsharded state in the same format
 as a single process writes it (gathered to rank 0), so any run resumes it at any world size, with
-or without FSDP, and sample.py and hf.py read it as they read any other.
+or without FSDP, and sample.py and training/hf.py read it as they read any other.
 """
 
 import torch
@@ -66,8 +66,7 @@ def full_state(model, optimizer, fsdp, master):
     call it: the shards are gathered. optimizer None: the model's alone."""
     if not fsdp:
         return (model.state_dict(), optimizer and optimizer.state_dict()) if master else (None, None)
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_state = get_model_state_dict(model, options=options)

@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 
-from errors import UserError
+from training.errors import UserError
 
 TMP_SUFFIX = ".tmp"
 

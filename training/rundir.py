@@ -24,13 +24,13 @@ import subprocess
 import sys
 import time
 
-import files
-from errors import UserError
+from training import files
+from training.errors import UserError
 
 CONFIG, METRICS, SUMMARY, ANALYSIS = "config.json", "metrics.jsonl", "summary.json", "analysis.json"
 HOST, LOG = "host.json", "train.log"
 CKPT, BEST, LOCK = "ckpt.pt", "best.pt", ".lock"
-ROOT = os.path.dirname(os.path.abspath(__file__))  # the code, whose revision a run records
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the code, whose revision a run records
 
 
 def path(out_dir, name):

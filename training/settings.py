@@ -4,8 +4,8 @@ each key is its --help text), and the checks every setting passes before anythin
 written. Nothing here imports torch at import time: sweeps and reports read these settings without it.
 """
 
-import rundir
-from errors import UserError
+from training import rundir
+from training.errors import UserError
 
 DEFAULTS = dict(
     # I/O
@@ -34,7 +34,7 @@ DEFAULTS = dict(
     n_embd=768,  # width of the residual stream
     dropout=0.0,  # dropout probability (0 for pretraining, ~0.1-0.2 for small data)
     bias=False,  # biases in Linear and LayerNorm layers (GPT-2 has them)
-    activation="",  # a name from model.ACTIVATIONS; '' means gelu, or the checkpoint's own
+    activation="",  # a name from model.ACTIVATIONS; '' means the weights' own (a checkpoint's, a GPT-2's), else gelu
     mup_base_width=0,  # µP: the width the learning rate was tuned at (0: the standard parametrization; see model.py)
     mup_base_head_dim=0,  # µP: the head size at the base width (0: this run's; widths that grow by heads)
     mup_input_mult=1.0,  # µP's α_in, multiplying the embeddings
@@ -70,11 +70,17 @@ DEFAULTS = dict(
     dry_run=False,  # print the plan (parameters, tokens, memory per GPU) and exit
     gpu_memory_gb=80.0,  # the GPU memory the plan checks the run against
     world_size=0,  # the GPUs the plan is for; 0: the run's own (torchrun's WORLD_SIZE, else 1)
-    gpu="auto",  # the GPU the plan estimates time on (a name in plan.py's table); auto: this machine's, else H100
+    gpu="auto",  # the GPU the plan estimates time on (a name in tools/plan.py's table); auto: this machine's, else H100
 )
-INITS = ("scratch", "resume", "auto")  # besides a GPT-2 to start from (hf.py)
+INITS = ("scratch", "resume", "auto")  # besides a GPT-2 to start from (training/hf.py)
 DEVICE_CHOICES = {"dtype": ("auto", "float32", "bfloat16", "float16"),
                   "matmul_precision": ("highest", "high", "medium")}
+
+
+def activation(cfg, trained_with="gelu"):
+    """The activation a run's MLPs compute: the one the settings name, else the one its weights were
+    trained with (a checkpoint's, a GPT-2's), else, for new weights, gelu. The one place '' gets a name."""
+    return cfg.activation or trained_with
 
 
 def validate_device(cfg):
@@ -85,15 +91,10 @@ def validate_device(cfg):
 
 
 def validate(cfg):
-    """Every setting checked before anything is read or written."""
-    from hf import check_init_from  # (torch: imported by runs, not by the sweeps that read settings)
-    from model import ACTIVATIONS
-    from plan import DATASHEET_PEAK_FLOPS
-
+    """The settings' own checks, before anything is read or written. The choices whose valid values
+    other modules own (the activation, init_from, the GPU of a plan) are checked there:
+    training/loop.py's check() runs them all."""
     validate_device(cfg)
-    if cfg.activation and cfg.activation not in ACTIVATIONS:
-        raise UserError(f"unknown activation {cfg.activation!r}; valid: {', '.join(ACTIVATIONS)}")
-    check_init_from(cfg.init_from, INITS)
     choices = {"backend": ("auto", "nccl", "gloo"), "nonfinite": ("stop", "skip"),
                "checkpoint": (rundir.CKPT, rundir.BEST), "compile_mode": ("default", "reduce-overhead", "max-autotune"),
                "fused_loss": ("auto", "liger", "torch", "off"),
@@ -125,8 +126,6 @@ def validate(cfg):
     if cfg.mup_base_width and cfg.init_from not in INITS:
         raise UserError(f"mup_base_width={cfg.mup_base_width} trains from µP's initialisation, but init_from="
                         f"{cfg.init_from!r} starts from GPT-2's weights, trained without µP; leave mup_base_width=0")
-    if cfg.gpu != "auto" and cfg.gpu not in DATASHEET_PEAK_FLOPS:
-        raise UserError(f"gpu={cfg.gpu!r} is not valid; choose auto or one of {', '.join(DATASHEET_PEAK_FLOPS)}")
     odd = [i for i in cfg.score_iters if not (isinstance(i, int) and i > 0 and i % cfg.eval_interval == 0)]
     if odd:
         raise UserError(f"score_iters={cfg.score_iters!r}: {odd[0]!r} is not an evaluation's iteration; give "

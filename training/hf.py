@@ -4,7 +4,7 @@ GPT-2 weights in and out, through transformers (an optional dependency, imported
 In:  load_pretrained('gpt2-xl') or load_pretrained(DIR): OpenAI's GPT-2 (Hugging Face hub ids,
      through the HF cache, so HF_HUB_OFFLINE works once it is filled) or any transformers GPT-2
      saved in a directory. Another MLP activation may be asked for: the same weights run through it.
-Out: python hf.py --out_dir=out-shakespeare --to=gpt2-shakespeare
+Out: python -m training.hf --out_dir=out-shakespeare --to=gpt2-shakespeare
      writes a checkpoint trained here as a transformers GPT-2 directory (config.json + weights).
 
 Parameter names are GPT-2's on both sides. The one difference is that transformers keeps GPT-2's
@@ -17,13 +17,11 @@ from types import SimpleNamespace
 
 import torch
 
-import checkpoint
-import files
-import rundir
 from configurator import configure
-from errors import UserError, run_main
 from model import ACTIVATIONS, GPT, GPTConfig
-from tokenizer import EOT
+from training import checkpoint, files, rundir
+from training.errors import UserError, run_main
+from training.tokenizer import EOT
 
 # OpenAI's four GPT-2s; all have vocab 50257, 1024 positions, biases and the tanh GELU.
 GPT2_SHAPES = {
@@ -69,7 +67,7 @@ def fetch(cls, name_or_path, **kwargs):
                         "holding a transformers GPT-2 (config.json + weights)")
     if not hub and not os.path.isfile(os.path.join(name_or_path, "config.json")):
         raise UserError(f"{name_or_path} has no config.json, so it holds no transformers GPT-2 "
-                        "(save_pretrained and hf.py write one)")
+                        "(save_pretrained and python -m training.hf write one)")
     from safetensors import SafetensorError  # installed with transformers; raised for a damaged weights file
 
     try:

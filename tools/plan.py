@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import torch
 
-import runtime
-from errors import UserError
 from model import ACTIVATIONS, GPT, mlp_hidden
-from training import fused_loss_kernel
+from training.batches import tokens_per_iter
+from training.errors import UserError
+from training.loop import fused_loss_kernel
 
 # Dense bf16 tensor-core peak from NVIDIA's datasheets (no sparsity), FLOP/s.
 DATASHEET_PEAK_FLOPS = {
@@ -111,7 +111,7 @@ def memory(cfg, model, world_size, fsdp, checkpointed, dtype_bytes, fused):
 
 
 # The one MFU measured on a GPU so far: GPT-2 124M, batch 12 x 1024, compiled bf16, on one H200
-# (bench.py at 00a7ce7; README, Running on GPUs): 39.5% of the datasheet peak. The time estimate
+# (bench.py at 00a7ce7; docs/gpus.md): 39.5% of the datasheet peak. The time estimate
 # assumes it for every model and GPU: larger models usually reach more, small micro-batches less.
 ASSUMED_MFU = 0.395
 
@@ -119,6 +119,8 @@ ASSUMED_MFU = 0.395
 def gpu_kind(cfg):
     """The GPU the time estimate is for: the gpu setting, else this machine's (if known), else H100."""
     if cfg.gpu != "auto":
+        if cfg.gpu not in DATASHEET_PEAK_FLOPS:
+            raise UserError(f"gpu={cfg.gpu!r} is not valid; choose auto or one of {', '.join(DATASHEET_PEAK_FLOPS)}")
         return cfg.gpu
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name()
@@ -138,7 +140,7 @@ def estimate(cfg, model_cfg, world_size):
     low_precision = cfg.dtype in ("bfloat16", "float16", "auto")
     dtype_bytes = 2 if low_precision else 4
     n_all = model.get_num_params(non_embedding=False)
-    tokens = runtime.tokens_per_iter(cfg)
+    tokens = tokens_per_iter(cfg)
     gpu = gpu_kind(cfg)
     seconds = model.flops_per_token() * tokens / (ASSUMED_MFU * DATASHEET_PEAK_FLOPS[gpu] * world_size)
     # the fused loss the run would use on a GPU of this machine (none planned where liger-kernel is missing)
@@ -177,7 +179,8 @@ def estimate(cfg, model_cfg, world_size):
 
 def plan(cfg, model_cfg, world_size):
     """Print the plan of a run; return its estimate (SimpleNamespace, sizes in bytes)."""
-    from evidence import duration  # evidence brings scipy, which only the dry run needs, not every training run
+    # not at the top: evidence brings scipy, which only the dry run needs, not every training run
+    from experiment.evidence import duration
 
     e = estimate(cfg, model_cfg, world_size)
     gib = 2**30

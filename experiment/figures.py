@@ -11,9 +11,10 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import files  # noqa: E402
-from evidence import TUNED  # noqa: E402
-from stats import mean_std  # noqa: E402
+from experiment.evidence import TUNED  # noqa: E402
+from experiment.stats import mean_std  # noqa: E402
+from training import files  # noqa: E402
+
 
 def mean_curve(rs):
     """Mean val loss (with min and max) and mean wall time at the iterations every run evaluated."""

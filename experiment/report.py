@@ -13,13 +13,32 @@ import io
 import os
 from collections import Counter
 
-import files
-import rundir
-from errors import UserError, run_main
-from evidence import (ALPHA, SUBSET, TUNED, WHOLE, analysed, at_iteration, by_activation, cells, choice,
-                      collapse_table, comparison_table, distinct, duration, hidden_table, load_records, rate_fit_table,
-                      rate_fits, score_of, scored_iterations, verdicts)
-from figures import plot, plot_rates
+from experiment.evidence import (
+    ALPHA,
+    SUBSET,
+    TUNED,
+    WHOLE,
+    analysed,
+    at_iteration,
+    by_activation,
+    cells,
+    choice,
+    collapse_table,
+    comparison_table,
+    distinct,
+    duration,
+    hidden_table,
+    load_records,
+    rate_fit_table,
+    rate_fits,
+    score_of,
+    scored_iterations,
+    verdicts,
+)
+from experiment.figures import plot, plot_rates
+from training import files, rundir
+from training.errors import UserError, run_main
+
 
 def write_csv(records, sweep, path):
     out = io.StringIO()
@@ -233,11 +252,11 @@ def write(sweep, runs, command):
 
 
 def main(argv):
-    """report.py is not run on its own: --help says how reports are written, anything else errs."""
+    """This module is not run on its own: --help says how reports are written, anything else errs."""
     if argv in (["-h"], ["--help"]):
         print(__doc__.strip())
         return 0
-    raise UserError("report.py is what sweep.py writes reports with; write or rewrite one with "
+    raise UserError("experiment/report.py is what sweep.py writes reports with; write or rewrite one with "
                     "python sweep.py SWEEPFILE --report_only=True")
 
 

@@ -1,0 +1,1 @@
+"""Tools: the plan of a run (memory, time), the µP coordinate check, the GPU check."""
