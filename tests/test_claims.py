@@ -1,4 +1,6 @@
-"""README's verdicts say what the committed reports compute: for each "The verdict at <size>" section,
+"""The verdicts in README.md and docs/results.md say what the committed reports compute. README's
+answer table: each row's size, differences, intervals and verdict words are its report's, and its
+headlines follow from them. docs/results.md: for each "The verdict at <size>" section,
 the size is the judged models' parameter count, each row's scores, difference, interval and verdict
 word are the report's, the headline on the claim follows from the report's verdict, and the rows of
 the published-comparison table that cite these runs agree with them. (The reports themselves are
@@ -11,8 +13,9 @@ import statistics
 import pytest
 from conftest import REPO
 
-README = (REPO / "README.md").read_text()
-SECTIONS = re.findall(r"\*\*The verdict at ([\d.]+)M\*\* \(\[`(results/[\w]+/report\.md)`\]", README)
+RESULTS = (REPO / "docs/results.md").read_text()  # where the verdicts are told in full
+ANSWER = (REPO / "README.md").read_text()
+SECTIONS = re.findall(r"\*\*The verdict at ([\d.]+)M\*\* \(\[`(results/[\w]+/report\.md)`\]", RESULTS)
 NUM = r"[+−-]?\d+\.\d+"
 
 
@@ -43,7 +46,7 @@ def test_every_verdict_section_is_checked():
 
 @pytest.mark.parametrize("size, path", SECTIONS, ids=[s for s, _ in SECTIONS])
 def test_readme_verdict_is_the_reports(size, path):
-    text = README[README.index(f"**The verdict at {size}M**"):]
+    text = RESULTS[RESULTS.index(f"**The verdict at {size}M**"):]
     text = text[:text.index("\n\n**", 1)]  # up to the next bold-led paragraph
     rows, verdicts = report_of(path)
     mine = readme_rows(text)
@@ -52,7 +55,7 @@ def test_readme_verdict_is_the_reports(size, path):
         rate, score = mine[activation][1:3]
         assert float(rate) == float(rows[activation][1]) and score == rows[activation][3]
     gelu_relu = verdicts["GELU", "ReLU"]
-    # README gives ReLU − GELU; the report's verdict line GELU − ReLU.
+    # docs/results.md gives ReLU − GELU; the report's verdict line GELU − ReLU.
     delta, lo, hi = map(number, re.fullmatch(rf"({NUM}) \[({NUM}), ({NUM})\]", mine["relu"][3]).groups())
     assert (delta, lo, hi) == (-gelu_relu[1], -gelu_relu[3], -gelu_relu[2])
     assert mine["relu"][6] == f"**{gelu_relu[0]}**"
@@ -76,7 +79,7 @@ def test_readme_verdict_is_the_reports(size, path):
 @pytest.mark.parametrize("size, path", SECTIONS, ids=[s for s, _ in SECTIONS])
 def test_published_comparison_rows_cite_the_reports(size, path):
     rows, verdicts = report_of(path)
-    judged = [cells for line in README.splitlines() if line.startswith("| ")
+    judged = [cells for line in RESULTS.splitlines() if line.startswith("| ")
               for cells in [[c.strip() for c in line.strip("|").split("|")]]
               if "held-out seeds" in cells[0] and "steps" not in cells[0] and cells[1].startswith(f"{size}M")]
     assert len(judged) == 1, f"one row of the published comparison cites the {size}M verdict"
@@ -94,8 +97,8 @@ def test_the_long_budget_section_is_its_reports_and_records():
     iteration, or for the best model), each score the mean ± std of the runs' records, and the comparison
     table's row cites the best model's."""
     path = "results/long_large_cpu"
-    start = README.index("**The verdict at 4.7M over three times the budget** ([`" + path + "/report.md`]")
-    text = README[start:README.index("\n\n**", start + 1)]
+    start = RESULTS.index("**The verdict at 4.7M over three times the budget** ([`" + path + "/report.md`]")
+    text = RESULTS[start:RESULTS.index("\n\n**", start + 1)]
     report = (REPO / path / "report.md").read_text()
     line = rf"GELU vs ReLU: \*\*(.+?)\*\*: GELU − ReLU = ({NUM}), 95% CI \[({NUM}), ({NUM})\], .*? p = (\S+),"
     along = {it: m for it, *m in re.findall(rf"^- at iteration ([\d,]+):\n  - {line}", report, re.M)}
@@ -116,13 +119,37 @@ def test_the_long_budget_section_is_its_reports_and_records():
         word, mean, lo, hi, p = along[iteration] if iteration else best
         assert cells[1:3] == [spread("gelu", iteration and iteration.replace(",", "")),
                               spread("relu", iteration and iteration.replace(",", ""))]
-        # README gives ReLU − GELU; the report GELU − ReLU.
+        # docs/results.md gives ReLU − GELU; the report GELU − ReLU.
         assert cells[3] == f"{-number(mean):+.4f} [{-number(hi):+.4f}, {-number(lo):+.4f}]".replace("-", "−")
         assert float(cells[4]) == float(p) and cells[5] == f"**{word}**"
     survives = all(cells[5] == "**ReLU better**" for cells in rows)
     assert ("**ReLU's lead survives" in text) == survives, "the headline follows from every row's verdict"
-    cited = [c for row in README.splitlines() if row.startswith("| same, 6,000 steps")
+    cited = [c for row in RESULTS.splitlines() if row.startswith("| same, 6,000 steps")
              for c in [[x.strip() for x in row.strip("|").split("|")]]]
     assert len(cited) == 1
     assert cited[0][2:4] == [spread(a, None).replace(" ± ", " (") + ")" for a in ("relu", "gelu")]
     assert cited[0][4] == f"{number(best[1]):+.4f}: {best[0]}"
+
+
+def test_the_readme_answer_is_the_reports():
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in ANSWER.splitlines()
+            if line.startswith("| [`") and "/report.md)" in line]
+    assert len(rows) == 3
+    claim, collapse = [], []
+    for cells in rows:
+        path = re.fullmatch(r"\[`\w+`\]\((results/\w+/report\.md)\)", cells[0])[1]
+        table, verdicts = report_of(path)
+        assert float(cells[1].rstrip("M")) == float(f"{int(table['gelu'][8].replace(',', '')) / 1e6:.2g}")
+        word, mean, lo, hi = verdicts["GELU", "ReLU"]
+        assert cells[3] == f"{-mean:+.4f} [{-hi:+.4f}, {-lo:+.4f}]".replace("-", "−") and cells[4] == f"**{word}**"
+        claim.append(word)
+        if ("'none'", "GELU") in verdicts:
+            word, mean, lo, hi = verdicts["'none'", "GELU"]
+            assert cells[5] == f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]".replace("-", "−") and cells[6] == f"**{word}**"
+            collapse.append(word)
+        else:
+            assert cells[5:] == ["", ""]
+    said = re.search(r'\*\*"GELU trains better than ReLU": (.+?)\*\*', ANSWER)[1]
+    assert said == ("supported" if "GELU better" in claim else "not supported")
+    said = re.search(r'\*\*"Without an activation the model underperforms": (.+?)\*\*', ANSWER)[1]
+    assert said == ("supported" if set(collapse) == {"GELU better"} else "not supported")
