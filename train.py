@@ -6,13 +6,14 @@ One node, 8 GPUs:  torchrun --standalone --nproc_per_node=8 train.py config/gpt2
 CPU DDP (tests):   torchrun --standalone --nproc_per_node=2 train.py config/... --device=cpu
 Plan only:         python train.py config/gpt2_xl_gelu.py --dry_run=True
 
-The settings, their defaults and their checks are in training/settings.py. This file is the story of a run,
-read from the top: main() takes the settings as given and decides the device; train() builds or
-resumes the model, then evaluates and saves, steps, logs and stops on a signal until max_iters, and
-writes the summary. Batches and dropout masks are functions of (seed, iteration, micro-step) alone
-(training/batches.py), so N ranks with A accumulation steps see exactly what 1 rank sees with N*A, a resumed
-run sees what it would have seen, and a checkpoint holds no random-number state: the iteration
-number is the whole data position.
+The settings and their defaults are in training/settings.py; training/loop.py's check() runs every
+check before anything is read or written. This file is the story of a run, read from the top: main()
+takes the settings as given and decides the device; train() builds or resumes the model, then
+evaluates and saves, steps, logs and stops on a signal until max_iters, and writes the summary.
+Batches and dropout masks are functions of (seed, iteration, micro-step) alone (training/batches.py),
+so N ranks with A accumulation steps see exactly what 1 rank sees with N*A, a resumed run sees what
+it would have seen, and a checkpoint holds no random-number state: the iteration number is the whole
+data position.
 """
 
 import json
