@@ -3,7 +3,8 @@
 # train split (prose_bpe8k: 27.1M train and 1.35M val tokens). The model is the 4.7M verdict's shape
 # (6 layers x 256, head size 32), 6.8M parameters with the larger vocabulary; batch 12 x 64 tokens, 2,000
 # iterations as there: 1.5M tokens, 5.7% of the train split, so no text is seen twice. GPT-2's context is
-# 1,024 tokens; 64 keeps the sweep to about 7 hours of two cores (block_size 128 doubled the step time).
+# 1,024 tokens; 64 keeps the sweep to about 5.5 hours of two cores (measured: 915-926 s per run, 2 at a time;
+# block_size 128 doubled the step time).
 # Selected, then judged, with the character verdicts' protocol: gelu and relu each choose a learning
 # rate on seeds 1 and 2 from the same ~sqrt(2) grid as sweep_verdict_large_cpu.py; seeds 3-8, never used
 # in the choice, then run at each chosen rate and alone give the verdict. 'none' runs at 1e-3 (its best
