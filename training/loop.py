@@ -40,8 +40,8 @@ def planned_config(cfg):
     """The GPTConfig a run will train, from its config alone (no weights read), for the dry run."""
     if cfg.init_from in settings.INITS:
         return model_config(cfg, tokenizer.for_dataset(dataset_dir(cfg.dataset)).model_vocab_size)
-    published = hf.pretrained_config(cfg.init_from)
-    config = hf.pretrained_config(cfg.init_from, settings.activation(cfg, published.activation), cfg.dropout)
+    # None: the activation GPT-2 was trained with, which hf reads from its config
+    config = hf.pretrained_config(cfg.init_from, settings.activation(cfg, None), cfg.dropout)
     config.block_size = min(config.block_size, cfg.block_size)  # build() crops the context the same way
     return config
 
