@@ -105,7 +105,11 @@ def test_the_speed_goals_are_measured_in_a_cpu_rehearsal(rehearsal):
     levers = re.search(r"^\| levers b12 \| PASS \| \d+ s \| batch 8: none ([\d.]+) ms \(([\d.]+)x\), fused loss "
                        rf"\(torch\) {x}, cuDNN attention {x}, all {x}; nanoGPT's step ([\d.]+) ms; goal for all: 1.15x",
                        text, re.M)
-    assert levers and float(levers[2]) == pytest.approx(float(levers[3]) / float(levers[1]), abs=0.006)
+    assert levers
+    # The ratio is printed from the unrounded times; the times are printed to 0.01 ms, so the ratio
+    # recomputed from them lies within these bounds (and the printed ratio is itself rounded to 0.01).
+    none, ratio, nanogpt = float(levers[1]), float(levers[2]), float(levers[3])
+    assert (nanogpt - 0.005) / (none + 0.005) - 0.005 <= ratio <= (nanogpt + 0.005) / (none - 0.005) + 0.005
     assert re.search(r"\| 124M as run \| PASS \| \d+ s \| batch 48 x 1 \(the largest that fits\) against nanoGPT's "
                      r"12 x 4: [\d,]+ tokens/s against [\d,]+: [\d.]+x \(goal 1.3x\)", text)
     assert re.search(r"\| sample 10.6M \| PASS \| \d+ s \| [\d,.]+ tokens/s with the cache: [\d.]+x no cache "

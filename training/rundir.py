@@ -162,8 +162,9 @@ class Records:
         self.evaluated = any(r["iter"] == start.iter and "val_loss" in r for r in kept)
         try:
             files.remove_stale_temporaries(cfg.out_dir)
-            files.write_bytes(path(cfg.out_dir, METRICS), "".join(json.dumps(r) + "\n" for r in kept).encode())
+            # config.json first: whoever sees metrics.jsonl can read what run wrote it
             write_json(cfg.out_dir, CONFIG, vars(cfg))
+            files.write_bytes(path(cfg.out_dir, METRICS), "".join(json.dumps(r) + "\n" for r in kept).encode())
             self.file = open(path(cfg.out_dir, METRICS), "a")
         except OSError as e:
             raise UserError(f"cannot write to out_dir={cfg.out_dir!r} ({e.strerror}); choose a writable folder") \
