@@ -80,6 +80,7 @@ def test_the_dry_run_says_the_rate_and_where_it_comes_from(config):
                     f"matrices at {cfg.learning_rate / m:.3g} (x{1 / m:.3g} at width {cfg.n_embd}); from: "
                     f"{cfg.learning_rate_from}")
     assert "transferred" in cfg.learning_rate_from and "not tuned" in cfg.learning_rate_from
+    assert (cfg.mup_base_width, cfg.mup_base_head_dim) == (256, 64) and cfg.n_embd // cfg.n_head == 64
 
 
 def test_a_resume_that_changes_the_parametrization_is_refused(char_dataset, tmp_path):
