@@ -209,8 +209,9 @@ def transfer_rows(study, s, records, owner):
                         if r.run.axes[study.param_axis] == param and r.run.axes[study.width_axis] == width]
                 if cell:
                     best.append((width, evidence.choice(cell, owner[id(cell[0])])[activation]))
-            steps = [rates.index(c.rate) for _, c in best]
-            out.append((activation, param, best, max(steps) - min(steps) if steps else None))
+            if best:  # a parametrization with no complete run yet has no row
+                steps = [rates.index(c.rate) for _, c in best]
+                out.append((activation, param, best, max(steps) - min(steps)))
     return out
 
 
@@ -252,7 +253,8 @@ def mup_checks(study, s, records, rows):
         at = {w: [r for r in records if r.run.activation == activation and r.run.axes[study.param_axis] == param
                   and r.run.axes[study.width_axis] == w and r.run.axes[evidence.TUNED] == rate] for w, _ in best}
         steps = [paired(at[w], at[v]) for (v, _), (w, _) in zip(best, best[1:])]
-        whole = paired(at[best[-1][0]], at[best[0][0]])
+        every_width = [w for w, _ in best] == list(s.grid[study.width_axis])  # else the widest is not there yet
+        whole = paired(at[best[-1][0]], at[best[0][0]]) if every_width else None
         sp = next((b for a, p, b, _ in rows if a == activation and p == study.sp), [])
         widest = dict(sp).get(best[-1][0])
         versus = paired(best[-1][1].runs, widest.runs) if widest else None

@@ -493,6 +493,30 @@ def test_the_study_tables_each_widths_best_rate_under_each_parametrization(tmp_p
     assert plt.imread(tmp_path / "st" / "transfer.png").shape[2] in (3, 4)
 
 
+def test_a_study_of_a_transfer_sweep_half_done_claims_nothing_it_has_not_measured(tmp_path, char_dataset):
+    """Before the widest width and the standard parametrization have run, the study shows what has
+    (the µP rows, each step between measured widths) and fails the checks that need the rest."""
+    import study
+
+    grid = {"width": {w: dict(n_embd=int(w[1:]), n_head=2) for w in ("w16", "w32", "w64")},
+            "param": {"mup": dict(mup_base_width=16), "sp": dict(mup_base_width=0)}, "learning_rate": [1e-3, 1e-2]}
+    path = write_sweep(tmp_path, char_dataset, name="half", activations=["gelu"], seeds=[1, 2], grid=grid)
+    scores = {("w16", 1): 2.0, ("w16", 2): 2.1, ("w32", 1): 1.9, ("w32", 2): 1.96}
+    for (w, seed), score in scores.items():
+        for lr, worse in ((1e-3, 0.5), (1e-2, 0.0)):
+            fake_run(tmp_path / "results" / "half" / "runs" / f"gelu-{w}-mup-lr{sweep.label(lr)}-s{seed}", "gelu",
+                     lr, seed, best_full=score + worse)
+    (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {[path]!r}\nout_dir = {str(tmp_path)!r}\n")
+    with redirect_stdout(io.StringIO()):
+        assert study.main([str(tmp_path / "st.py")]) == 0
+    text = (tmp_path / "st" / "study.md").read_text()
+    assert "| `gelu` | sp |" not in text
+    row = [c.strip() for c in next(line for line in text.split("## Does µP earn its place?")[1].splitlines()
+                                   if line.startswith("| `gelu` |")).strip("|").split("|")]
+    assert row[1] == "0.01" and row[2] == "-0.1200 (-6.0)"  # w32 − w16 by seed: −0.10, −0.14 (SE 0.02)
+    assert row[3] == "n/a" and row[5] == "n/a" and row[6] == "wider better, level with SP"
+
+
 def fake_run(folder, activation, lr, seed, best_full, final_val=None, subset=None):
     """A complete run's records as train.py writes them, with the scores given."""
     folder.mkdir(parents=True)
