@@ -274,12 +274,14 @@ def transfer_figure(study, s, records, rows, path):
     curve per width, each width's best rate marked (the µTransfer picture)."""
     activations = list(dict.fromkeys(a for a, _, _, _ in rows))
     params = list(s.grid[study.param_axis])
+    # shared axes, so that where each parametrization's best rate and loss lie reads across the panels
     fig, axes = plt.subplots(len(activations), len(params), figsize=(5.5 * len(params), 3.8 * len(activations)),
-                             squeeze=False)
+                             squeeze=False, sharex=True, sharey=True)
+    widths, low = list(s.grid[study.width_axis]), []
     for activation, param, best, _ in rows:
         ax = axes[activations.index(activation)][params.index(param)]
-        low = []
-        for i, (width, c) in enumerate(best):
+        for width, c in best:
+            i = widths.index(width)  # a width's colour is the same in every panel
             rs = [r for r in records if r.run.activation == activation and r.run.axes[study.param_axis] == param
                   and r.run.axes[study.width_axis] == width]
             rates = sorted({r.run.axes[evidence.TUNED] for r in rs})
@@ -287,11 +289,16 @@ def transfer_figure(study, s, records, rows, path):
             ax.plot(rates, means, "o-", color=f"C{i}", markersize=3, label=f"{width}: best {c.rate:g}")
             ax.plot([c.rate], [min(means)], "*", color=f"C{i}", markersize=12)
             low.append(min(means))
-        if low:
-            ax.set_ylim(min(low) - 0.02, min(low) + 0.5)
         ax.set(xscale="log", xlabel="learning rate", ylabel="score (val loss)", title=f"{activation}, {param}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    grid = s.grid[evidence.TUNED]
+    for ax in axes.flat:
+        ax.set_xticks(grid, [f"{lr:g}" for lr in grid], rotation=45, fontsize=7)
+        ax.minorticks_off()
+        ax.label_outer()
+    if low:
+        axes[0][0].set_ylim(min(low) - 0.02, min(low) + 0.5)
     fig.suptitle("Best val loss against learning rate, one curve per width: mean over seeds")
     fig.tight_layout()
     save_figure(fig, path)
