@@ -8,7 +8,7 @@
 # α_attn) are left at 1.
 # python sweep.py config/sweep_mup_cpu.py && python sweep.py config/sweep_mup_sp_cpu.py
 #
-# Cost, measured on a 2-core Intel Xeon, 2 runs at a time: 26-34 s per run at width 64, 71-95 s at 128,
+# Cost, measured on a 2-core AMD EPYC, 2 runs at a time: 26-34 s per run at width 64, 71-95 s at 128,
 # 217-230 s at 256, 770-859 s at 512 (gelu's 48 runs at fcaf004); 180 runs, about 14 h of run time, 7 h
 # from start to end; with sweep_mup_sp_cpu.py about 11 h: resumable, it runs over several sittings.
 name = "mup_cpu"
