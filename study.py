@@ -32,6 +32,8 @@ DEFAULTS = dict(
     param_axis="param",  # the transfer sweep's grid axis of parametrizations (µP or not)
     mup="mup",  # that axis's label of µP runs ...
     sp="sp",  # ... and of standard ones, which the checks of µP compare at the widest width
+    out_base="",  # a sweep file at µP's base width over rates x output multipliers (mup_output_mult) ...
+    out_wide=[],  # ... and sweep files at the widest width, each activation at its best multiplier there
     out_dir="results",  # where the study's folder goes
 )
 
@@ -269,6 +271,46 @@ def mup_checks(study, s, records, rows):
     return out
 
 
+def alpha_out(r):
+    return r.run.keys.get("mup_output_mult", 1.0)
+
+
+def mean_of(rs):
+    return stats.mean_std([r.best for r in rs])[0]
+
+
+def out_section(study, s, records, rows):
+    """µP with its output multiplier tuned at the base, as µP's authors tune it: per activation, the
+    base's best (α_out, rate) over out_base's grid (mean over seeds), the widest width at that α_out
+    (out_wide's runs, over their rates), the widest minus the base at the base's rate, and the
+    widest's best minus the standard parametrization's best tuned there. Returns the table's rows."""
+    base_s, base_records = records_of(study.out_base)
+    wide = [r for path in study.out_wide for r in records_of(path)[1]]
+    widest = list(s.grid[study.width_axis])[-1]
+    mults = sorted(base_s.grid.get("mup_output_mult", [1.0]))
+    out = []
+    for activation, rs in evidence.by_activation(base_records, base_s).items():
+        cells = {}
+        for r in rs:
+            cells.setdefault((alpha_out(r), r.run.axes[evidence.TUNED]), []).append(r)
+        mult, rate = min(cells, key=lambda k: mean_of(cells[k]))
+        edge = " (edge)" if len(mults) > 1 and mult in (mults[0], mults[-1]) else ""
+        at = [r for r in wide if r.run.activation == activation and alpha_out(r) == mult]
+        rates = sorted({r.run.axes[evidence.TUNED] for r in at})
+        by_rate = {lr: [r for r in at if r.run.axes[evidence.TUNED] == lr] for lr in rates}
+        sp = dict(next((b for a, p, b, _ in rows if a == activation and p == study.sp), [])).get(widest)
+        best = min(rates, key=lambda lr: mean_of(by_rate[lr])) if rates else None
+        whole = paired(by_rate[rate], cells[mult, rate]) if rate in by_rate else None
+        versus = paired(by_rate[best], sp.runs) if best is not None and sp else None
+        unit = f"{mult:g}{edge}, {rate:g}: {mean_of(cells[mult, rate]):.4f}"
+        out.append([f"`{activation}`", unit,
+                    ", ".join(f"{lr:g}: {mean_of(v):.4f} ({seeds(len(v))})" for lr, v in by_rate.items()) or "not run",
+                    "n/a" if whole is None else f"{whole[0]:+.4f} ({whole[1]:+.1f})",
+                    "n/a" if versus is None else f"{versus[0]:+.4f}",
+                    "n/a" if versus is None else "yes" if versus[0] <= SP_SLACK else "no"])
+    return out
+
+
 def transfer_figure(study, s, records, rows, path):
     """One panel per activation and parametrization: the mean score over seeds against the rate, a
     curve per width, each width's best rate marked (the µTransfer picture)."""
@@ -309,6 +351,9 @@ def main(argv):
     if not study.name or not (study.sizes or study.transfer):
         raise UserError("a study names itself (name=...) and its sweeps (sizes=[...] or transfer=...); see "
                         "config/study_cpu.py")
+    if (study.out_base or study.out_wide) and not (study.out_base and study.out_wide and study.transfer):
+        raise UserError("out_base and out_wide go together, with the transfer sweeps they extend (transfer=[...]); "
+                        "see config/study_mup_cpu.py")
     folder = os.path.join(study.out_dir, study.name)
     os.makedirs(folder, exist_ok=True)
     lines = [f"# Study `{study.name}`", "", f"Regenerate this study and its figures from the sweeps' run records: "
@@ -340,6 +385,21 @@ def main(argv):
                       evidence.markdown_table(["activation", "base's best rate", "each width minus the one before",
                                                f"{widths[-1]} minus {widths[0]}", "grid steps the best rate moves",
                                                "widest: µP best − SP best", "fails"], checks)]
+        if study.out_base:
+            widths = list(s.grid[study.width_axis])
+            lines += ["", "## µP with the output multiplier tuned at the base", "",
+                      f"As µP's authors tune it: the base's best output multiplier α_out and rate together, over "
+                      f"the grid of {study.out_base} (mean over seeds; α_out marked (edge) is the grid's lowest or "
+                      f"highest), then the widest width ({widths[-1]}) at that α_out, untuned, at the rates of "
+                      f"{', '.join(study.out_wide)}. Then the widest at the base's rate minus the base, paired by seed "
+                      f"(in brackets, in standard errors), and the widest's best minus the standard "
+                      f"parametrization's best tuned there, paired by seed: level with it when at most "
+                      f"+{SP_SLACK:g}.", "",
+                      evidence.markdown_table(["activation", f"base ({widths[0]}): best α_out, rate: score",
+                                               f"{widths[-1]} at that α_out: rate: score",
+                                               f"{widths[-1]} minus {widths[0]} at the base's rate",
+                                               "widest: µP best − SP best", f"within +{SP_SLACK:g}"],
+                                              out_section(study, s, records, rows))]
         transfer_figure(study, s, records, rows, os.path.join(folder, "transfer.png"))
     path = os.path.join(folder, "study.md")
     files.atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))

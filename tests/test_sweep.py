@@ -674,3 +674,40 @@ def test_a_study_reads_a_mup_sweep_and_a_standard_one_at_the_widest_width_as_one
     checks = next(line for line in text.split("## Does µP earn its place?")[1].splitlines() if "`gelu`" in line)
     # w32 − w16 at 2e-3: differences 0.10 and 0.11, mean 0.105 better, standard error 0.005: −21.0
     assert checks == "| `gelu` | 0.002 | -0.1050 (-21.0) | -0.1050 (-21.0) | 0 | -0.0550 | all hold |"
+
+
+def test_a_study_tables_mup_with_the_output_multiplier_tuned_at_the_base(tmp_path):
+    """The base's best (α_out, rate) over a grid of both; the widest width at that α_out only (a run at
+    another α_out is not its evidence, however good); the widest's best against the standard
+    parametrization's best there, paired by seed."""
+    import study
+
+    widths = {"w16": dict(n_embd=16, n_head=2), "w32": dict(n_embd=32, n_head=4)}
+    sweeps = dict(
+        mu=dict(grid={"width": widths, "param": {"mup": dict(mup_base_width=16)}, "learning_rate": [1e-3, 2e-3]}),
+        sd=dict(grid={"width": {"w32": widths["w32"]}, "param": {"sp": dict(mup_base_width=0)},
+                      "learning_rate": [5e-4, 1e-3]}),
+        out=dict(overrides=dict(widths["w16"], mup_base_width=16),
+                 grid={"learning_rate": [1e-3, 2e-3], "mup_output_mult": [1.0, 2.0]}),
+        wide=dict(overrides=dict(widths["w32"], mup_base_width=16, mup_output_mult=2.0),
+                  grid={"learning_rate": [1e-3, 2e-3]}),
+        other=dict(overrides=dict(widths["w32"], mup_base_width=16, mup_output_mult=1.0),
+                   grid={"learning_rate": [1e-3]}))
+    scores = {("sd", "gelu-w32-sp-lr1e-3"): (1.90, 1.92), ("out", "gelu-lr2e-3-mup_output_mult2"): (2.00, 2.02),
+              ("wide", "gelu-lr1e-3"): (1.92, 1.93), ("wide", "gelu-lr2e-3"): (1.95, 1.96),
+              ("other", "gelu-lr1e-3"): (1.00, 1.00)}
+    paths = {}
+    for name, keys in sweeps.items():
+        paths[name] = write_sweep(tmp_path, "unused", name=name, activations=["gelu"], seeds=[1, 2], **keys)
+        for run in sweep.plan(sweep.load_sweep([paths[name]])):
+            best = scores.get((name, run.name.rsplit("-s", 1)[0]), (2.5, 2.5))[run.seed - 1]
+            fake_run(Path(run.dir), "gelu", run.axes["learning_rate"], run.seed, best)
+    (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {[paths['mu'], paths['sd']]!r}\n"
+                                    f"out_base = {paths['out']!r}\nout_wide = {[paths['wide'], paths['other']]!r}\n"
+                                    f"out_dir = {str(tmp_path)!r}\n")
+    with redirect_stdout(io.StringIO()):
+        assert study.main([str(tmp_path / "st.py")]) == 0
+    text = (tmp_path / "st" / "study.md").read_text().split("## µP with the output multiplier tuned at the base")[1]
+    # w32 − w16 at 2e-3 and α_out = 2: −0.05 and −0.06, standard error 0.005; w32's best (1e-3) − SP's: +0.02, +0.01
+    assert ("| `gelu` | 2 (edge), 0.002: 2.0100 | 0.001: 1.9250 (2 seeds), 0.002: 1.9550 (2 seeds) | "
+            "-0.0550 (-11.0) | +0.0150 | yes |") in text

@@ -1,0 +1,15 @@
+# config/sweep_mup_out_wide_cpu.py for relu: µP at width 512 (8x the base) with relu's best output
+# multiplier at the base. relu's best there (sweep_mup_out_cpu.py, mean of 3 seeds) was α_out = 4 at
+# 5e-3, 1.8271 against 1.8579 at α_out = 1 (at 2e-2: a larger α_out lowers the best rate); here at
+# that rate and one 2x step above it, 3 seeds, 2,000 iterations. Held against sweep_mup_sp_cpu.py's relu
+# runs.
+# python sweep.py config/sweep_mup_out_wide_relu_cpu.py
+#
+# Cost: 6 runs of about 800 s (measured for gelu at width 512), 2 at a time: about 40 minutes.
+name = "mup_out_wide_relu_cpu"
+base = "config/train_shakespeare_char_cpu.py"
+activations = ["relu"]
+reference = "relu"  # the only activation here
+seeds = [1, 2, 3]
+overrides = dict(n_layer=2, n_embd=512, n_head=16, mup_base_width=64, mup_base_head_dim=32, mup_output_mult=4.0)
+grid = {"learning_rate": [5e-3, 1e-2]}
