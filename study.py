@@ -279,14 +279,16 @@ def mean_of(rs):
     return stats.mean_std([r.best for r in rs])[0]
 
 
-def out_section(study, s, records, rows):
+def out_section(study, s, rows):
     """µP with its output multiplier tuned at the base, as µP's authors tune it: per activation, the
     base's best (α_out, rate) over out_base's grid (mean over seeds), the widest width at that α_out
-    (out_wide's runs, over their rates), the widest minus the base at the base's rate, and the
-    widest's best minus the standard parametrization's best tuned there. Returns the table's rows."""
+    (out_wide's runs at that width and α_out alone, over their rates), the widest minus the base at
+    the base's rate, and the widest's best minus the standard parametrization's best tuned there.
+    Returns the table's rows."""
     base_s, base_records = records_of(study.out_base)
     wide = [r for path in study.out_wide for r in records_of(path)[1]]
     widest = list(s.grid[study.width_axis])[-1]
+    shape = s.grid[study.width_axis][widest].items()
     mults = sorted(base_s.grid.get("mup_output_mult", [1.0]))
     out = []
     for activation, rs in evidence.by_activation(base_records, base_s).items():
@@ -295,7 +297,8 @@ def out_section(study, s, records, rows):
             cells.setdefault((alpha_out(r), r.run.axes[evidence.TUNED]), []).append(r)
         mult, rate = min(cells, key=lambda k: mean_of(cells[k]))
         edge = " (edge)" if len(mults) > 1 and mult in (mults[0], mults[-1]) else ""
-        at = [r for r in wide if r.run.activation == activation and alpha_out(r) == mult]
+        at = [r for r in wide if r.run.activation == activation and alpha_out(r) == mult
+              and all(r.run.keys.get(k) == v for k, v in shape)]
         rates = sorted({r.run.axes[evidence.TUNED] for r in at})
         by_rate = {lr: [r for r in at if r.run.axes[evidence.TUNED] == lr] for lr in rates}
         sp = dict(next((b for a, p, b, _ in rows if a == activation and p == study.sp), [])).get(widest)
@@ -399,7 +402,7 @@ def main(argv):
                                                f"{widths[-1]} at that α_out: rate: score",
                                                f"{widths[-1]} minus {widths[0]} at the base's rate",
                                                "widest: µP best − SP best", f"within +{SP_SLACK:g}"],
-                                              out_section(study, s, records, rows))]
+                                              out_section(study, s, rows))]
         transfer_figure(study, s, records, rows, os.path.join(folder, "transfer.png"))
     path = os.path.join(folder, "study.md")
     files.atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))

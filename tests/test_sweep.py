@@ -678,8 +678,8 @@ def test_a_study_reads_a_mup_sweep_and_a_standard_one_at_the_widest_width_as_one
 
 def test_a_study_tables_mup_with_the_output_multiplier_tuned_at_the_base(tmp_path):
     """The base's best (α_out, rate) over a grid of both; the widest width at that α_out only (a run at
-    another α_out is not its evidence, however good); the widest's best against the standard
-    parametrization's best there, paired by seed."""
+    another α_out or another width is not its evidence, however good); the widest's best against the
+    standard parametrization's best there, paired by seed."""
     import study
 
     widths = {"w16": dict(n_embd=16, n_head=2), "w32": dict(n_embd=32, n_head=4)}
@@ -692,19 +692,21 @@ def test_a_study_tables_mup_with_the_output_multiplier_tuned_at_the_base(tmp_pat
         wide=dict(overrides=dict(widths["w32"], mup_base_width=16, mup_output_mult=2.0),
                   grid={"learning_rate": [1e-3, 2e-3]}),
         other=dict(overrides=dict(widths["w32"], mup_base_width=16, mup_output_mult=1.0),
-                   grid={"learning_rate": [1e-3]}))
+                   grid={"learning_rate": [1e-3]}),
+        narrow=dict(overrides=dict(widths["w16"], mup_base_width=16, mup_output_mult=2.0),
+                    grid={"learning_rate": [1e-3]}))
     scores = {("sd", "gelu-w32-sp-lr1e-3"): (1.90, 1.92), ("out", "gelu-lr2e-3-mup_output_mult2"): (2.00, 2.02),
               ("wide", "gelu-lr1e-3"): (1.92, 1.93), ("wide", "gelu-lr2e-3"): (1.95, 1.96),
-              ("other", "gelu-lr1e-3"): (1.00, 1.00)}
+              ("other", "gelu-lr1e-3"): (1.00, 1.00), ("narrow", "gelu-lr1e-3"): (1.00, 1.00)}
     paths = {}
     for name, keys in sweeps.items():
         paths[name] = write_sweep(tmp_path, "unused", name=name, activations=["gelu"], seeds=[1, 2], **keys)
         for run in sweep.plan(sweep.load_sweep([paths[name]])):
             best = scores.get((name, run.name.rsplit("-s", 1)[0]), (2.5, 2.5))[run.seed - 1]
             fake_run(Path(run.dir), "gelu", run.axes["learning_rate"], run.seed, best)
+    wide = [paths[n] for n in ("wide", "other", "narrow")]
     (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {[paths['mu'], paths['sd']]!r}\n"
-                                    f"out_base = {paths['out']!r}\nout_wide = {[paths['wide'], paths['other']]!r}\n"
-                                    f"out_dir = {str(tmp_path)!r}\n")
+                                    f"out_base = {paths['out']!r}\nout_wide = {wide!r}\nout_dir = {str(tmp_path)!r}\n")
     with redirect_stdout(io.StringIO()):
         assert study.main([str(tmp_path / "st.py")]) == 0
     text = (tmp_path / "st" / "study.md").read_text().split("## µP with the output multiplier tuned at the base")[1]
