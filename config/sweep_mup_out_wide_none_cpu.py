@@ -1,10 +1,11 @@
 # config/sweep_mup_out_wide_cpu.py for no activation: µP at width 512 (8x the base) with its best output
-# multiplier at the base. Its best there (sweep_mup_out_cpu.py, mean of 3 seeds) was α_out = 8, the
-# grid's largest, at 5e-3: 2.0820 against 2.1220 at α_out = 1; here at that rate and one 2x step above
-# it, 3 seeds, 2,000 iterations. Held against sweep_mup_sp_cpu.py's runs without an activation.
+# multiplier at the base. Its best there (sweep_mup_out_cpu.py, mean of 3 seeds) was α_out = 8 at 5e-3:
+# 2.0820 against 2.1220 at α_out = 1 and 2.0954 at α_out = 16's best (2.5e-3), the step added when 8 was
+# the grid's edge; here at that rate and one 2x step above it, 3 seeds, 2,000 iterations. Held against
+# sweep_mup_sp_cpu.py's runs without an activation.
 # python sweep.py config/sweep_mup_out_wide_none_cpu.py
 #
-# Cost: 6 runs of about 800 s (measured for gelu at width 512), 2 at a time: about 40 minutes.
+# Cost: 6 runs of about 760-800 s (measured for gelu and relu at width 512), 2 at a time: about 40 minutes.
 name = "mup_out_wide_none_cpu"
 base = "config/train_shakespeare_char_cpu.py"
 activations = ["none"]
