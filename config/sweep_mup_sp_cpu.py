@@ -7,7 +7,7 @@
 # 1.5625e-4, for every activation: one grid for all keeps the comparison fair.
 # python sweep.py config/sweep_mup_sp_cpu.py
 #
-# Cost: 45 runs of 760-990 s (measured on a 2-core AMD EPYC), 2 at a time: about 5.5 h.
+# Cost: 45 runs of 720-990 s (measured on a 2-core AMD EPYC), 2 at a time: about 5.5 h.
 name = "mup_sp_cpu"
 base = "config/train_shakespeare_char_cpu.py"
 activations = ["gelu", "relu", "none"]
