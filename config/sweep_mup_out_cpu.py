@@ -1,7 +1,7 @@
 # µP's output multiplier α_out tuned at the base of config/sweep_mup_cpu.py (2 layers x 64, heads of 32,
 # where µP is the standard model exactly at α_out = 1), as µP's authors tune it and as
-# config/sweep_mup_base_gpu.py does for the GPT-2 configs: α_out 1, 2, 4, 8, 16 x the same five rates,
-# 3 seeds, 2,000 iterations. Made after µP at the defaults (α_out = 1) trailed the standard
+# config/sweep_mup_base_gpu.py does for the GPT-2 configs (there α_out 1 to 8): here α_out 1, 2, 4, 8, 16
+# x the same five rates, 3 seeds, 2,000 iterations. Made after µP at the defaults (α_out = 1) trailed the standard
 # parametrization tuned at width 512 (sweep_mup_sp_cpu.py): does the base's best (η, α_out) carry
 # further? The α_out = 1 runs repeat sweep_mup_cpu.py's width-64 runs (same seeds, same numbers).
 # The grid was first α_out 1 to 8; the best without an activation (none) lay at 8, the grid's edge, and
