@@ -25,7 +25,7 @@ DEFAULTS = dict(
     name="",  # the study's folder under out_dir
     sizes=[],  # sweep files, one per model size, each with a learning-rate grid
     length="",  # a sweep file of longer runs, one learning rate per activation ('' for none)
-    at=[],  # iterations of the longer runs at which the differences are tabulated
+    at=[],  # iterations at which the longer runs' differences (or, with out_base, µP's and SP's losses) are tabulated
     compare=["relu", "none"],  # activations compared with each sweep's reference, paired by seed
     transfer=[],  # sweep files over widths, parametrizations and rates, read as one: does the best rate move?
     width_axis="width",  # the transfer sweep's grid axis of model widths
@@ -284,13 +284,13 @@ def out_section(study, s, rows):
     base's best (α_out, rate) over out_base's grid (mean over seeds), the widest width at that α_out
     (out_wide's runs at that width and α_out alone, over their rates), the widest minus the base at
     the base's rate, and the widest's best minus the standard parametrization's best tuned there.
-    Returns the table's rows."""
+    Returns the table's rows and, per activation, the widest's best runs at that α_out with their label."""
     base_s, base_records = records_of(study.out_base)
     wide = [r for path in study.out_wide for r in records_of(path)[1]]
     widest = list(s.grid[study.width_axis])[-1]
     shape = s.grid[study.width_axis][widest].items()
     mults = sorted(base_s.grid.get("mup_output_mult", [1.0]))
-    out = []
+    out, tuned = [], {}
     for activation, rs in evidence.by_activation(base_records, base_s).items():
         cells = {}
         for r in rs:
@@ -305,13 +305,43 @@ def out_section(study, s, rows):
         best = min(rates, key=lambda lr: mean_of(by_rate[lr])) if rates else None
         whole = paired(by_rate[rate], cells[mult, rate]) if rate in by_rate else None
         versus = paired(by_rate[best], sp.runs) if best is not None and sp else None
+        if best is not None:
+            tuned[activation] = (f"µP, α_out {mult:g}, {best:g}", by_rate[best])
         unit = f"{mult:g}{edge}, {rate:g}: {mean_of(cells[mult, rate]):.4f}"
         out.append([f"`{activation}`", unit,
                     ", ".join(f"{lr:g}: {mean_of(v):.4f} ({seeds(len(v))})" for lr, v in by_rate.items()) or "not run",
                     "n/a" if whole is None else f"{whole[0]:+.4f} ({whole[1]:+.1f})",
                     "n/a" if versus is None else f"{versus[0]:+.4f}",
                     "n/a" if versus is None else "yes" if versus[0] <= SP_SLACK else "no"])
-    return out
+    return out, tuned
+
+
+def over_training(study, s, rows, tuned):
+    """Where µP's gap to the standard parametrization opens, at the widest width: per activation, SP's
+    best, µP's best at α_out = 1 and at the base's α_out (tuned), each at its own rate: the periodic
+    evaluation's val loss and train loss at the iterations `at`, mean over seeds, and µP's val loss
+    minus SP's there, paired by seed."""
+    widest = list(s.grid[study.width_axis])[-1]
+    header = ["activation", "parametrization, rate", *(f"iteration {it:,}: val (train); µP − SP [95% CI]"
+                                                       for it in study.at)]
+    table = []
+    for activation in dict.fromkeys(a for a, _, _, _ in rows):
+        chosen = {p: dict(b).get(widest) for a, p, b, _ in rows if a == activation}
+        sp, mup = chosen.get(study.sp), chosen.get(study.mup)
+        if sp is None:
+            continue
+        lines = [(f"SP, {sp.rate:g}", sp.runs)] + ([(f"µP, α_out 1, {mup.rate:g}", mup.runs)] if mup else [])
+        lines += [tuned[activation]] if activation in tuned else []
+        for label, runs in lines:
+            cells = []
+            for it in study.at:
+                now = at_iteration(runs, it)
+                val, gap = (stats.mean_std([getattr(r, k) for r in now])[0] for k in ("best", "gap"))
+                t = difference(now, at_iteration(sp.runs, it)) if runs is not sp.runs else None
+                cells.append(f"{val:.4f} ({val - gap:.4f})" + ("" if t is None else
+                                                                f"; {t.mean:+.4f} [{t.lo:+.4f}, {t.hi:+.4f}]"))
+            table.append([f"`{activation}`", label, *cells])
+    return evidence.markdown_table(header, table)
 
 
 def transfer_figure(study, s, records, rows, path):
@@ -390,6 +420,7 @@ def main(argv):
                                                "widest: µP best − SP best", "fails"], checks)]
         if study.out_base:
             widths = list(s.grid[study.width_axis])
+            out_rows, tuned = out_section(study, s, rows)
             lines += ["", "## µP with the output multiplier tuned at the base", "",
                       f"As µP's authors tune it: the base's best output multiplier α_out and rate together, over "
                       f"the grid of {study.out_base} (mean over seeds; α_out marked (edge) is the grid's lowest or "
@@ -401,8 +432,15 @@ def main(argv):
                       evidence.markdown_table(["activation", f"base ({widths[0]}): best α_out, rate: score",
                                                f"{widths[-1]} at that α_out: rate: score",
                                                f"{widths[-1]} minus {widths[0]} at the base's rate",
-                                               "widest: µP best − SP best", f"within +{SP_SLACK:g}"],
-                                              out_section(study, s, rows))]
+                                               "widest: µP best − SP best", f"within +{SP_SLACK:g}"], out_rows)]
+            if study.at:
+                lines += ["", "## Where µP's gap opens", "",
+                          f"At the widest width ({widths[-1]}), each parametrization at its best rate: the periodic "
+                          "evaluation's val loss on its fixed subset, with the train loss in brackets, at the given "
+                          "iterations (mean over seeds), and µP's val loss minus the standard parametrization's "
+                          "there, paired by seed. Train loss tells a model that fits worse from one that "
+                          "generalises worse; the iterations tell whether the gap opens early or late.", "",
+                          over_training(study, s, rows, tuned)]
         transfer_figure(study, s, records, rows, os.path.join(folder, "transfer.png"))
     path = os.path.join(folder, "study.md")
     files.atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))

@@ -7,3 +7,4 @@ transfer = ["config/sweep_mup_cpu.py", "config/sweep_mup_sp_cpu.py"]
 out_base = "config/sweep_mup_out_cpu.py"
 out_wide = ["config/sweep_mup_out_wide_cpu.py", "config/sweep_mup_out_wide_relu_cpu.py",
             "config/sweep_mup_out_wide_none_cpu.py"]
+at = [250, 500, 1000, 2000]  # where µP's gap to SP opens: losses at these iterations of the widest runs

@@ -706,10 +706,19 @@ def test_a_study_tables_mup_with_the_output_multiplier_tuned_at_the_base(tmp_pat
             fake_run(Path(run.dir), "gelu", run.axes["learning_rate"], run.seed, best)
     wide = [paths[n] for n in ("wide", "other", "narrow")]
     (tmp_path / "st.py").write_text(f"name = 'st'\ntransfer = {[paths['mu'], paths['sd']]!r}\n"
-                                    f"out_base = {paths['out']!r}\nout_wide = {wide!r}\nout_dir = {str(tmp_path)!r}\n")
+                                    f"out_base = {paths['out']!r}\nout_wide = {wide!r}\nout_dir = {str(tmp_path)!r}\n"
+                                    "at = [10]\n")
     with redirect_stdout(io.StringIO()):
         assert study.main([str(tmp_path / "st.py")]) == 0
     text = (tmp_path / "st" / "study.md").read_text().split("## µP with the output multiplier tuned at the base")[1]
+    # at iteration 10 (each fake run's one evaluation, train loss = val loss = its score): SP's best (1e-3),
+    # µP's at α_out = 1 (every rate 2.5: the first) and at α_out = 2 (1e-3), each minus SP's paired by
+    # seed; for two seeds the 95% interval is the mean ± t(0.975, 1) = 12.706 times |d1 − d2| / 2
+    over = text.split("## Where µP's gap opens")[1]
+    assert "| `gelu` | SP, 0.001 | 1.9100 (1.9100) |" in over
+    assert "| `gelu` | µP, α_out 1, 0.001 | 2.5000 (2.5000); +0.5900 [+0.4629, +0.7171] |" in over
+    assert "| `gelu` | µP, α_out 2, 0.001 | 1.9250 (1.9250); +0.0150 [-0.0485, +0.0785] |" in over
+    text = text.split("## Where µP's gap opens")[0]
     # w32 − w16 at 2e-3 and α_out = 2: −0.05 and −0.06, standard error 0.005; w32's best (1e-3) − SP's: +0.02, +0.01
     assert ("| `gelu` | 2 (edge), 0.002: 2.0100 | 0.001: 1.9250 (2 seeds), 0.002: 1.9550 (2 seeds) | "
             "-0.0550 (-11.0) | +0.0150 | yes |") in text
