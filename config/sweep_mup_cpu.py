@@ -8,9 +8,9 @@
 # α_attn) are left at 1.
 # python sweep.py config/sweep_mup_cpu.py && python sweep.py config/sweep_mup_sp_cpu.py
 #
-# Cost, measured on a 2-core AMD EPYC, 2 runs at a time: 26-34 s per run at width 64, 71-95 s at 128,
-# 217-230 s at 256, 770-859 s at 512 (gelu's 48 runs at fcaf004); 180 runs, about 14 h of run time, 7 h
-# from start to end; with sweep_mup_sp_cpu.py about 11 h: resumable, it runs over several sittings.
+# Cost, measured on a 2-core AMD EPYC, 2 runs at a time: 23-46 s per run at width 64, 61-179 s at 128,
+# 198-636 s at 256, 692-839 s at 512 (the upper ends when tests shared the cores); 180 runs, 13.7 h of
+# run time, about 7 h from start to end; resumable, it ran over several sittings.
 name = "mup_cpu"
 base = "config/train_shakespeare_char_cpu.py"
 activations = ["gelu", "relu", "none"]
