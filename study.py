@@ -141,6 +141,12 @@ def at_iteration(rs, it):
     return out
 
 
+def means_at(rs, it):
+    """The mean val loss and mean val − train gap of rs at iteration it."""
+    now = at_iteration(rs, it)
+    return (stats.mean_std([getattr(r, k) for r in now])[0] for k in ("best", "gap"))
+
+
 def length_section(study, s, records):
     groups = evidence.by_activation(records, s)
     ref = groups[s.reference]
@@ -153,8 +159,7 @@ def length_section(study, s, records):
         passes = it * summary["tokens_seen"] / summary["iters"] / summary["train_tokens"]
         cells = []
         for rs in groups.values():
-            now = at_iteration(rs, it)
-            val, gap = (stats.mean_std([getattr(r, k) for r in now])[0] for k in ("best", "gap"))
+            val, gap = means_at(rs, it)
             cells.append(f"{val:.4f} ({gap:+.3f})")
         rows.append([f"{it:,}", f"{passes:.1f}", *cells,
                      *(fmt(difference(at_iteration(groups[a], it), at_iteration(ref, it))) for a in study.compare)])
@@ -335,9 +340,8 @@ def over_training(study, s, rows, tuned):
         for label, runs in lines:
             cells = []
             for it in study.at:
-                now = at_iteration(runs, it)
-                val, gap = (stats.mean_std([getattr(r, k) for r in now])[0] for k in ("best", "gap"))
-                t = difference(now, at_iteration(sp.runs, it)) if runs is not sp.runs else None
+                val, gap = means_at(runs, it)
+                t = difference(at_iteration(runs, it), at_iteration(sp.runs, it)) if runs is not sp.runs else None
                 cells.append(f"{val:.4f} ({val - gap:.4f})" + ("" if t is None else
                                                                 f"; {t.mean:+.4f} [{t.lo:+.4f}, {t.hi:+.4f}]"))
             table.append([f"`{activation}`", label, *cells])
