@@ -3,7 +3,7 @@
 import pytest
 
 from configurator import configure
-from training.errors import UserError
+from training.errors import UserError, exit_status
 
 DEFAULTS = dict(learning_rate=6e-4, max_iters=100, compile=True, dataset="openwebtext", wandb_run_name=None,
                 betas=(0.9, 0.95))
@@ -46,6 +46,18 @@ def test_user_errors_are_one_line(argv, message):
     with pytest.raises(UserError) as e:
         configure(DEFAULTS, argv)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_user_error_is_printed_in_one_write(monkeypatch):
+    """Ranks under torchrun share a stderr (unbuffered under PYTHONUNBUFFERED): a line written in pieces
+    can have another rank's line land inside it."""
+    writes = []
+    monkeypatch.setattr("sys.stderr", type("Recorder", (), {"write": lambda self, s: writes.append(s),
+                                                            "flush": lambda self: None})())
+    def refused():
+        raise UserError("out_dir='x' is in use by another run")
+    assert exit_status(refused) == 1
+    assert writes == ["error: out_dir='x' is in use by another run\n"]
 
 
 def test_unknown_key_in_file(tmp_path):

@@ -16,7 +16,10 @@ def exit_status(fn, *args):
     try:
         return fn(*args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # one write: ranks under torchrun share a stderr, and print's two writes (text, then newline) on an
+        # unbuffered stream let another rank's line land in the middle of this one
+        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.flush()
         return 1
 
 
